@@ -1,0 +1,169 @@
+"""Bidirectional flow table: TCP state, per-state timeouts, and a hard size bound.
+
+A worker owns its table (shared-nothing): the kernel's queue-balance hash keeps both directions of a flow
+on one queue. Timeouts run on packet time, so replay behaves like inline.
+"""
+from __future__ import annotations
+
+import itertools
+import socket
+
+from .config import FlowSection
+from .packet import ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN, Packet
+
+# TCP states (the subset a middlebox can observe)
+TCP_NEW, TCP_SYN_SENT, TCP_SYN_RECV, TCP_ESTABLISHED, TCP_CLOSING, TCP_CLOSED = range(6)
+TCP_STATE_NAMES = ("new", "syn_sent", "syn_recv", "established", "closing", "closed")
+
+
+class Flow:
+    __slots__ = (
+        "flow_id", "key", "proto", "version", "client", "server", "cport", "sport",
+        "start_ts", "last_ts", "pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient",
+        "tcp_state", "fin_seen", "timeout",
+        "verdict", "reason", "bypassed", "app_proto", "streams", "state",
+        "fw_rule", "fw_log", "src_zone", "dst_zone", "alerted", "end_reason", "midstream",
+    )
+
+    def __init__(self, flow_id: int, key: tuple, pkt: Packet, client_is_src: bool):
+        self.flow_id = flow_id
+        self.key = key
+        self.proto = pkt.proto
+        self.version = pkt.version
+        if client_is_src:
+            self.client, self.cport, self.server, self.sport = pkt.src, pkt.sport, pkt.dst, pkt.dport
+        else:
+            self.client, self.cport, self.server, self.sport = pkt.dst, pkt.dport, pkt.src, pkt.sport
+        self.start_ts = self.last_ts = pkt.ts
+        self.pkts_toserver = self.pkts_toclient = 0
+        self.bytes_toserver = self.bytes_toclient = 0
+        self.tcp_state = TCP_NEW
+        self.fin_seen = 0          # bit 1: client sent FIN, bit 2: server sent FIN
+        self.timeout = 0.0
+        self.verdict = None        # sticky verdict (a dropped or bypassed flow stays so)
+        self.reason = ""
+        self.bypassed = False
+        self.app_proto = None
+        self.streams = None        # (to_server, to_client) reassemblers, created by the stream stage
+        self.state = {}            # per-stage state, keyed by stage name
+        self.fw_rule = None        # name of the firewall rule that decided the flow
+        self.fw_log = False
+        self.src_zone = self.dst_zone = None
+        self.alerted = False
+        self.end_reason = "timeout"
+        self.midstream = False
+
+    @property
+    def client_ip(self) -> str:
+        return socket.inet_ntop(socket.AF_INET if self.version == 4 else socket.AF_INET6, self.client)
+
+    @property
+    def server_ip(self) -> str:
+        return socket.inet_ntop(socket.AF_INET if self.version == 4 else socket.AF_INET6, self.server)
+
+    @property
+    def tcp_state_name(self) -> str:
+        return TCP_STATE_NAMES[self.tcp_state]
+
+
+class FlowTable:
+    """Maps packets to flows. `lookup` returns None when the table is full and no flow can be expired;
+    the caller applies `flows.on_full`."""
+
+    def __init__(self, cfg: FlowSection, id_base: int = 0):
+        self.cfg = cfg
+        self.flows: dict[tuple, Flow] = {}
+        self._ids = itertools.count(id_base + 1)
+        self._timeouts = {
+            PROTO_UDP: cfg.udp_timeout, PROTO_ICMP: cfg.icmp_timeout, PROTO_ICMPV6: cfg.icmp_timeout,
+        }
+        self.next_sweep = 0.0
+        self.created = 0
+        self.refused_full = 0
+        self.ended: list[Flow] = []   # expired flows waiting for the Inspector to log them
+
+    def __len__(self) -> int:
+        return len(self.flows)
+
+    def lookup(self, pkt: Packet) -> tuple[Flow, bool, bool] | None:
+        """-> (flow, to_server, created) or None if the table is full."""
+        a = (pkt.src, pkt.sport)
+        b = (pkt.dst, pkt.dport)
+        key = (pkt.proto, a, b) if a <= b else (pkt.proto, b, a)
+        flow = self.flows.get(key)
+        created = False
+        if flow is None:
+            if len(self.flows) >= self.cfg.max_flows:
+                self.expire(pkt.ts, force=True)
+                if len(self.flows) >= self.cfg.max_flows:
+                    self.refused_full += 1
+                    return None
+            client_is_src = True
+            if pkt.proto == PROTO_TCP and (pkt.tcp_flags & (SYN | ACK)) == (SYN | ACK):
+                client_is_src = False      # first packet seen is the server's SYN/ACK
+            flow = Flow(next(self._ids), key, pkt, client_is_src)
+            if pkt.proto == PROTO_TCP and not pkt.tcp_flags & SYN:
+                flow.midstream = True
+            self.flows[key] = flow
+            self.created += 1
+            created = True
+        to_server = pkt.src == flow.client and pkt.sport == flow.cport
+        if to_server:
+            flow.pkts_toserver += 1
+            flow.bytes_toserver += pkt.length
+        else:
+            flow.pkts_toclient += 1
+            flow.bytes_toclient += pkt.length
+        flow.last_ts = pkt.ts
+        if pkt.proto == PROTO_TCP:
+            self._tcp_track(flow, pkt, to_server)
+        else:
+            flow.timeout = self._timeouts.get(pkt.proto, self.cfg.other_timeout)
+        return flow, to_server, created
+
+    def _tcp_track(self, flow: Flow, pkt: Packet, to_server: bool) -> None:
+        flags = pkt.tcp_flags
+        st = flow.tcp_state
+        if flags & RST:
+            st = TCP_CLOSED
+            flow.end_reason = "rst"
+        elif flags & SYN:
+            if flags & ACK:
+                if st < TCP_SYN_RECV:
+                    st = TCP_SYN_RECV
+            elif st == TCP_NEW:
+                st = TCP_SYN_SENT
+        elif flags & FIN:
+            flow.fin_seen |= 1 if to_server else 2
+            st = TCP_CLOSED if flow.fin_seen == 3 else TCP_CLOSING
+            if st == TCP_CLOSED:
+                flow.end_reason = "fin"
+        elif flags & ACK and st in (TCP_NEW, TCP_SYN_SENT, TCP_SYN_RECV):
+            st = TCP_ESTABLISHED
+        flow.tcp_state = st
+        cfg = self.cfg
+        if st == TCP_ESTABLISHED:
+            flow.timeout = cfg.tcp_established_timeout
+        elif st >= TCP_CLOSING:
+            flow.timeout = cfg.tcp_closed_timeout
+        else:
+            flow.timeout = cfg.tcp_new_timeout
+
+    def expire(self, now: float, force: bool = False) -> int:
+        """Move flows idle past their timeout to `ended` (the Inspector logs and releases them).
+        Runs about once a second of packet time, and at once when the table is full."""
+        if not force and now < self.next_sweep:
+            return 0
+        self.next_sweep = now + 1.0
+        dead = [k for k, f in self.flows.items() if now - f.last_ts >= f.timeout]
+        pop = self.flows.pop
+        self.ended.extend(pop(k) for k in dead)
+        return len(dead)
+
+    def drain(self) -> None:
+        """Move every flow to `ended` (end of a pcap, worker shutdown)."""
+        for f in self.flows.values():
+            if f.tcp_state != TCP_CLOSED:
+                f.end_reason = "shutdown"
+        self.ended.extend(self.flows.values())
+        self.flows.clear()

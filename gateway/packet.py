@@ -1,0 +1,204 @@
+"""Decode IP-layer bytes into a Packet with struct.unpack_from (no scapy/dpkt on the hot path).
+
+Input is what NFQUEUE hands us: an IPv4 or IPv6 datagram, no link layer. The replay driver strips the
+link layer itself (gateway/pcapio.py). Anything that cannot be decoded raises DecodeError with the reason;
+the Inspector counts it as malformed and applies the configured policy.
+"""
+from __future__ import annotations
+
+import socket
+from struct import Struct
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+PROTO_NAMES = {PROTO_ICMP: "ICMP", PROTO_TCP: "TCP", PROTO_UDP: "UDP", PROTO_ICMPV6: "IPv6-ICMP"}
+
+# TCP flag bits
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
+_IPV4 = Struct("!BBHHHBBH4s4s")      # ver/ihl tos totlen id frag ttl proto csum src dst
+_IPV6 = Struct("!IHBB16s16s")        # ver/tc/flow plen nxt hlim src dst
+_TCP = Struct("!HHIIBBH")            # sport dport seq ack off flags win
+_UDP = Struct("!HHH")
+_PORTS = Struct("!HH")
+_ICMP = Struct("!BB")
+
+# IPv6 extension headers we walk over to find the upper layer (hop-by-hop, routing, dest opts).
+_IPV6_EXT = {0, 43, 60}
+_IPV6_FRAG = 44
+_NO_NEXT = 59
+
+
+class DecodeError(ValueError):
+    """The bytes are not a packet we can inspect; the message says which layer and why."""
+
+
+class Packet:
+    """One decoded IP datagram. Addresses are packed bytes (4 or 16) so flow keys hash fast;
+    `src_ip`/`dst_ip` give the text form for events and rule matching."""
+
+    __slots__ = (
+        "ts", "data", "version", "src", "dst", "proto", "ttl", "ip_id", "ip_hlen", "length",
+        "frag_offset", "more_frags", "frag_id",
+        "sport", "dport", "tcp_flags", "seq", "ack", "window", "tcp_hlen", "tcp_options",
+        "icmp_type", "icmp_code", "payload", "indev", "outdev", "pcap_cnt",
+    )
+
+    def __init__(self) -> None:
+        self.sport = self.dport = 0
+        self.tcp_flags = self.seq = self.ack = self.window = self.tcp_hlen = 0
+        self.tcp_options = b""
+        self.icmp_type = self.icmp_code = -1
+        self.payload = b""
+        self.frag_offset = 0
+        self.more_frags = False
+        self.frag_id = 0
+        self.indev = self.outdev = None
+        self.pcap_cnt = None
+
+    @property
+    def src_ip(self) -> str:
+        return socket.inet_ntop(socket.AF_INET if self.version == 4 else socket.AF_INET6, self.src)
+
+    @property
+    def dst_ip(self) -> str:
+        return socket.inet_ntop(socket.AF_INET if self.version == 4 else socket.AF_INET6, self.dst)
+
+    @property
+    def proto_name(self) -> str:
+        return PROTO_NAMES.get(self.proto, str(self.proto))
+
+    @property
+    def is_fragment(self) -> bool:
+        return self.more_frags or self.frag_offset != 0
+
+    def __repr__(self) -> str:
+        return (f"<Packet {self.proto_name} {self.src_ip}:{self.sport} -> {self.dst_ip}:{self.dport} "
+                f"len={self.length} flags={self.tcp_flags:#x} payload={len(self.payload)}>")
+
+
+def decode(data: bytes, ts: float = 0.0) -> Packet:
+    """Decode one IP datagram. Raises DecodeError naming the layer and the fault."""
+    if not data:
+        raise DecodeError("ip: empty packet")
+    version = data[0] >> 4
+    if version == 4:
+        return _decode_ipv4(data, ts)
+    if version == 6:
+        return _decode_ipv6(data, ts)
+    raise DecodeError(f"ip: version {version} is neither 4 nor 6")
+
+
+def _decode_ipv4(data: bytes, ts: float) -> Packet:
+    if len(data) < 20:
+        raise DecodeError(f"ipv4: {len(data)} bytes is shorter than the 20-byte header")
+    vihl, _tos, totlen, ip_id, frag, ttl, proto, _csum, src, dst = _IPV4.unpack_from(data)
+    hlen = (vihl & 0x0F) * 4
+    if hlen < 20:
+        raise DecodeError(f"ipv4: header length {hlen} < 20")
+    if totlen < hlen:
+        raise DecodeError(f"ipv4: total length {totlen} < header length {hlen}")
+    if totlen > len(data):
+        raise DecodeError(f"ipv4: total length {totlen} exceeds the {len(data)} bytes captured")
+    p = Packet()
+    p.ts = ts
+    p.data = data
+    p.version = 4
+    p.src = src
+    p.dst = dst
+    p.proto = proto
+    p.ttl = ttl
+    p.ip_id = ip_id
+    p.ip_hlen = hlen
+    p.length = totlen
+    p.frag_offset = (frag & 0x1FFF) * 8
+    p.more_frags = bool(frag & 0x2000)
+    p.frag_id = ip_id
+    if p.more_frags or p.frag_offset:
+        # Upper layer is decoded only after reassembly (gateway/fragments.py).
+        p.payload = data[hlen:totlen]
+        return p
+    _decode_l4(p, data, hlen, totlen)
+    return p
+
+
+def _decode_ipv6(data: bytes, ts: float) -> Packet:
+    if len(data) < 40:
+        raise DecodeError(f"ipv6: {len(data)} bytes is shorter than the 40-byte header")
+    _vtf, plen, nxt, hlim, src, dst = _IPV6.unpack_from(data)
+    end = 40 + plen
+    if end > len(data):
+        raise DecodeError(f"ipv6: payload length {plen} exceeds the {len(data) - 40} bytes captured")
+    p = Packet()
+    p.ts = ts
+    p.data = data
+    p.version = 6
+    p.src = src
+    p.dst = dst
+    p.ttl = hlim
+    p.ip_id = 0
+    p.length = end
+    off = 40
+    while nxt in _IPV6_EXT or nxt == _IPV6_FRAG:
+        if off + 8 > end:
+            raise DecodeError(f"ipv6: extension header {nxt} truncated at offset {off}")
+        if nxt == _IPV6_FRAG:
+            fo = int.from_bytes(data[off + 2:off + 4], "big")
+            p.frag_offset = fo & 0xFFF8
+            p.more_frags = bool(fo & 1)
+            p.frag_id = int.from_bytes(data[off + 4:off + 8], "big")
+            nxt = data[off]
+            off += 8
+            if p.more_frags or p.frag_offset:
+                p.proto = nxt
+                p.ip_hlen = off
+                p.payload = data[off:end]
+                return p
+            continue   # atomic fragment: carry on decoding
+        hdr_next, hdr_len = data[off], (data[off + 1] + 1) * 8
+        nxt = hdr_next
+        off += hdr_len
+    if off > end:
+        raise DecodeError(f"ipv6: extension headers run past the payload ({off} > {end})")
+    p.proto = nxt
+    p.ip_hlen = off
+    if nxt != _NO_NEXT:
+        _decode_l4(p, data, off, end)
+    return p
+
+
+def _decode_l4(p: Packet, data: bytes, off: int, end: int) -> None:
+    proto = p.proto
+    if proto == PROTO_TCP:
+        if end - off < 20:
+            raise DecodeError(f"tcp: {end - off} bytes is shorter than the 20-byte header")
+        p.sport, p.dport, p.seq, p.ack, doff, p.tcp_flags, p.window = _TCP.unpack_from(data, off)
+        thlen = (doff >> 4) * 4
+        if thlen < 20 or off + thlen > end:
+            raise DecodeError(f"tcp: data offset {thlen} invalid for a {end - off}-byte segment")
+        p.tcp_hlen = thlen
+        if thlen > 20:
+            p.tcp_options = data[off + 20:off + thlen]
+        p.payload = data[off + thlen:end]
+    elif proto == PROTO_UDP:
+        if end - off < 8:
+            raise DecodeError(f"udp: {end - off} bytes is shorter than the 8-byte header")
+        p.sport, p.dport, ulen = _UDP.unpack_from(data, off)
+        if ulen < 8 or off + ulen > end:
+            raise DecodeError(f"udp: length field {ulen} invalid for {end - off} bytes")
+        p.payload = data[off + 8:off + ulen]
+    elif proto == PROTO_ICMP or proto == PROTO_ICMPV6:
+        if end - off < 4:
+            raise DecodeError(f"icmp: {end - off} bytes is shorter than the 4-byte header")
+        p.icmp_type, p.icmp_code = _ICMP.unpack_from(data, off)
+        p.payload = data[off + 4:end]
+    else:
+        p.payload = data[off:end]
+
+
+def decode_l4(p: Packet, data: bytes) -> Packet:
+    """Decode the upper layer of a reassembled datagram (used by the defragmenter)."""
+    _decode_l4(p, data, p.ip_hlen, p.length)
+    return p

@@ -1,0 +1,187 @@
+"""The Inspector: decode -> defragment -> flow lookup -> ordered stages -> Verdict (+ events).
+
+It knows nothing about NFQUEUE or pcap files; both drivers call `Inspector.process(data, ts)`.
+
+Stages follow an addon model: each implements a few named hooks and the Inspector calls them in order;
+adding a stage touches no other stage.
+
+    on_packet(ctx)      every packet of a flow that is still inspected. Set ctx.verdict (and ctx.reason)
+                        to decide; set ctx.final = True to stop later stages for this packet.
+    on_flow_end(flow)   the flow expired or the run ended (log it, free state).
+    done(flow) -> bool  True when the stage has nothing left to inspect in this flow. When every stage
+                        is done with an accepted flow, it is bypassed: the kernel forwards the rest.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import IntEnum
+
+from .config import Config
+from .flow import Flow, FlowTable
+from .fragments import Defragmenter
+from .packet import DecodeError, Packet, decode
+
+
+class Verdict(IntEnum):
+    ACCEPT = 0
+    DROP = 1
+    REJECT = 2     # drop and answer: TCP RST, or ICMP unreachable
+    BYPASS = 3     # accept, and let the kernel forward the rest of the flow without us
+
+
+VERDICT_NAMES = ("accept", "drop", "reject", "bypass")
+_POLICY = {"drop": Verdict.DROP, "accept": Verdict.ACCEPT}
+
+
+class PacketContext:
+    """What the stages see and decide for one packet."""
+
+    __slots__ = ("pkt", "flow", "to_server", "new_flow", "verdict", "reason", "final", "stream_data",
+                 "inspector")
+
+    def __init__(self, inspector: "Inspector", pkt: Packet, flow: Flow, to_server: bool, new_flow: bool):
+        self.inspector = inspector
+        self.pkt = pkt
+        self.flow = flow
+        self.to_server = to_server
+        self.new_flow = new_flow
+        self.verdict = Verdict.ACCEPT
+        self.reason = "inspected"
+        self.final = False
+        self.stream_data = b""   # bytes this packet made newly contiguous in its direction (stream stage)
+
+    def decide(self, verdict: Verdict, reason: str, whole_flow: bool = True) -> None:
+        """Give the packet (and by default the rest of its flow) a verdict and stop later stages."""
+        self.verdict = verdict
+        self.reason = reason
+        self.final = True
+        if whole_flow and verdict != Verdict.ACCEPT:
+            self.flow.verdict = verdict
+            self.flow.reason = reason
+
+    def emit(self, event: dict) -> None:
+        self.inspector.emit(event)
+
+
+class Stage:
+    """Base class with no-op hooks; subclasses override what they need."""
+
+    name = "stage"
+
+    def on_packet(self, ctx: PacketContext) -> None:  # pragma: no cover - interface
+        pass
+
+    def on_flow_end(self, flow: Flow) -> None:
+        pass
+
+    def done(self, flow: Flow) -> bool:
+        return True
+
+
+class Inspector:
+    """One per worker (or per replay). Not thread-safe, by design: workers share nothing."""
+
+    def __init__(self, config: Config, stages: list[Stage], sink: Callable[[dict], None] | None = None,
+                 id_base: int = 0):
+        self.config = config
+        self.stages = list(stages)
+        self.flows = FlowTable(config.flows, id_base)
+        self.defrag = Defragmenter(config.fragments)
+        self.sink = sink or (lambda event: None)
+        self.malformed_verdict = _POLICY[config.gateway.malformed_policy]
+        self.full_verdict = _POLICY[config.flows.on_full]
+        self.bypass_enabled = config.gateway.bypass
+        # (verdict, reason) -> [packets, bytes]; the worker folds these into Prometheus counters.
+        self.counts: dict[tuple[int, str], list[int]] = {}
+        self.errors = 0
+        self.last_error = ""
+
+    # ------------------------------------------------------------------ hot path
+    def process(self, data: bytes, ts: float, indev: str | None = None, outdev: str | None = None,
+                pcap_cnt: int | None = None) -> Verdict:
+        try:
+            pkt = decode(data, ts)
+        except DecodeError as e:
+            self.last_error = str(e)
+            return self._count(self.malformed_verdict, "malformed", len(data))
+        pkt.indev = indev
+        pkt.outdev = outdev
+        pkt.pcap_cnt = pcap_cnt
+        try:
+            return self._inspect(pkt, len(data))
+        except DecodeError as e:           # raised by fragment reassembly on a bad upper layer
+            self.last_error = str(e)
+            return self._count(self.malformed_verdict, "malformed", len(data))
+        except Exception as e:             # a stage bug must never take the worker down
+            self.errors += 1
+            self.last_error = f"{type(e).__name__}: {e}"
+            return self._count(self.malformed_verdict, "internal_error", len(data))
+
+    def _inspect(self, pkt: Packet, nbytes: int) -> Verdict:
+        if pkt.more_frags or pkt.frag_offset:
+            whole = self.defrag.add(pkt)
+            if whole is None:
+                # Held until the datagram is complete; the verdict on the last fragment decides
+                # (a receiver cannot reassemble without it).
+                return self._count(Verdict.ACCEPT, "fragment", nbytes)
+            pkt = whole
+        flows = self.flows
+        found = flows.lookup(pkt)
+        if flows.ended:
+            self._end_flows()
+        if found is None:
+            return self._count(self.full_verdict, "flow_table_full", nbytes)
+        flow, to_server, new_flow = found
+        if pkt.ts >= flows.next_sweep:
+            flows.expire(pkt.ts)
+            if flows.ended:
+                self._end_flows()
+        if flow.verdict is not None:
+            # Sticky: a dropped flow stays dropped; a bypassed one is accepted (packets that were
+            # already queued before the kernel saw the bypass mark).
+            return self._count(flow.verdict, flow.reason, nbytes)
+        ctx = PacketContext(self, pkt, flow, to_server, new_flow)
+        for stage in self.stages:
+            stage.on_packet(ctx)
+            if ctx.final:
+                break
+        verdict = ctx.verdict
+        if verdict == Verdict.ACCEPT and self.bypass_enabled:
+            for stage in self.stages:
+                if not stage.done(flow):
+                    break
+            else:
+                flow.verdict = Verdict.BYPASS
+                flow.bypassed = True
+                flow.reason = "bypass"
+                return self._count(Verdict.BYPASS, ctx.reason, nbytes)
+        return self._count(verdict, ctx.reason, nbytes)
+
+    def _count(self, verdict: Verdict, reason: str, nbytes: int) -> Verdict:
+        c = self.counts.get((verdict, reason))
+        if c is None:
+            self.counts[(verdict, reason)] = [1, nbytes]
+        else:
+            c[0] += 1
+            c[1] += nbytes
+        return verdict
+
+    # ------------------------------------------------------------------ flow ends, events
+    def _end_flows(self) -> None:
+        ended, self.flows.ended = self.flows.ended, []
+        for flow in ended:
+            for stage in self.stages:
+                stage.on_flow_end(flow)
+
+    def emit(self, event: dict) -> None:
+        self.sink(event)
+
+    def finish(self) -> None:
+        """End of input: log and release every flow."""
+        self.flows.drain()
+        self._end_flows()
+
+    def take_counts(self) -> dict[tuple[int, str], list[int]]:
+        """Return and reset the per-(verdict, reason) counters (the worker folds them into metrics)."""
+        counts, self.counts = self.counts, {}
+        return counts
