@@ -44,6 +44,7 @@ class GatewaySection:
     eve: str = ""                   # EVE JSON path for the inline driver ("" = <state_dir>/eve.json)
     state_dir: str = "/var/lib/clinic-gateway"
     queue_maxlen: int = 4096        # kernel queue length per queue
+    flow_events: bool = True        # an EVE `flow` event for every flow when it ends
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO
 
 from .flow import Flow
@@ -13,7 +13,7 @@ from .packet import PROTO_NAMES, Packet
 
 def eve_timestamp(ts: float) -> str:
     """Suricata's format: 2024-04-01T12:00:00.123456+0000."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
 
 
 def packet_event(event_type: str, pkt: Packet, flow: Flow | None) -> dict:

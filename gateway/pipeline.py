@@ -17,6 +17,7 @@ from collections.abc import Callable
 from enum import IntEnum
 
 from .config import Config
+from .events import eve_timestamp, flow_event
 from .flow import Flow, FlowTable
 from .fragments import Defragmenter
 from .packet import DecodeError, Packet, decode
@@ -37,9 +38,9 @@ class PacketContext:
     """What the stages see and decide for one packet."""
 
     __slots__ = ("pkt", "flow", "to_server", "new_flow", "verdict", "reason", "final", "stream_data",
-                 "inspector")
+                 "stream_gap", "inspector")
 
-    def __init__(self, inspector: "Inspector", pkt: Packet, flow: Flow, to_server: bool, new_flow: bool):
+    def __init__(self, inspector: Inspector, pkt: Packet, flow: Flow, to_server: bool, new_flow: bool):
         self.inspector = inspector
         self.pkt = pkt
         self.flow = flow
@@ -49,6 +50,7 @@ class PacketContext:
         self.reason = "inspected"
         self.final = False
         self.stream_data = b""   # bytes this packet made newly contiguous in its direction (stream stage)
+        self.stream_gap = False  # bytes were skipped (never seen) before stream_data
 
     def decide(self, verdict: Verdict, reason: str, whole_flow: bool = True) -> None:
         """Give the packet (and by default the rest of its flow) a verdict and stop later stages."""
@@ -81,6 +83,8 @@ class Stage:
 class Inspector:
     """One per worker (or per replay). Not thread-safe, by design: workers share nothing."""
 
+    ANOMALY_RATE = 100          # decode-anomaly events logged per second of packet time, at most
+
     def __init__(self, config: Config, stages: list[Stage], sink: Callable[[dict], None] | None = None,
                  id_base: int = 0):
         self.config = config
@@ -91,10 +95,13 @@ class Inspector:
         self.malformed_verdict = _POLICY[config.gateway.malformed_policy]
         self.full_verdict = _POLICY[config.flows.on_full]
         self.bypass_enabled = config.gateway.bypass
+        self.flow_events = config.gateway.flow_events
         # (verdict, reason) -> [packets, bytes]; the worker folds these into Prometheus counters.
         self.counts: dict[tuple[int, str], list[int]] = {}
         self.errors = 0
         self.last_error = ""
+        self._anomaly_second, self._anomaly_budget = -1, 0
+        self.non_ip = 0          # frames without IP (replay only: NFQUEUE hands us IP datagrams)
 
     # ------------------------------------------------------------------ hot path
     def process(self, data: bytes, ts: float, indev: str | None = None, outdev: str | None = None,
@@ -102,16 +109,14 @@ class Inspector:
         try:
             pkt = decode(data, ts)
         except DecodeError as e:
-            self.last_error = str(e)
-            return self._count(self.malformed_verdict, "malformed", len(data))
+            return self._malformed(e, data, ts, pcap_cnt)
         pkt.indev = indev
         pkt.outdev = outdev
         pkt.pcap_cnt = pcap_cnt
         try:
             return self._inspect(pkt, len(data))
         except DecodeError as e:           # raised by fragment reassembly on a bad upper layer
-            self.last_error = str(e)
-            return self._count(self.malformed_verdict, "malformed", len(data))
+            return self._malformed(e, data, ts, pcap_cnt)
         except Exception as e:             # a stage bug must never take the worker down
             self.errors += 1
             self.last_error = f"{type(e).__name__}: {e}"
@@ -157,6 +162,23 @@ class Inspector:
                 return self._count(Verdict.BYPASS, ctx.reason, nbytes)
         return self._count(verdict, ctx.reason, nbytes)
 
+    def _malformed(self, err: DecodeError, data: bytes, ts: float, pcap_cnt: int | None) -> Verdict:
+        """Count it, apply the policy, and log an `anomaly` event (at most ANOMALY_RATE a second, so a
+        flood of garbage cannot flood the log)."""
+        self.last_error = str(err)
+        second = int(ts)
+        if second != self._anomaly_second:
+            self._anomaly_second, self._anomaly_budget = second, self.ANOMALY_RATE
+        if self._anomaly_budget > 0:
+            self._anomaly_budget -= 1
+            ev = {"timestamp": eve_timestamp(ts), "event_type": "anomaly",
+                  "anomaly": {"type": "decode", "event": str(err), "length": len(data),
+                              "action": VERDICT_NAMES[self.malformed_verdict]}}
+            if pcap_cnt is not None:
+                ev["pcap_cnt"] = pcap_cnt
+            self.sink(ev)
+        return self._count(self.malformed_verdict, "malformed", len(data))
+
     def _count(self, verdict: Verdict, reason: str, nbytes: int) -> Verdict:
         c = self.counts.get((verdict, reason))
         if c is None:
@@ -172,6 +194,8 @@ class Inspector:
         for flow in ended:
             for stage in self.stages:
                 stage.on_flow_end(flow)
+            if self.flow_events:
+                self.sink(flow_event(flow))
 
     def emit(self, event: dict) -> None:
         self.sink(event)

@@ -1,0 +1,133 @@
+"""IP fragment reassembly (IPv4 and IPv6), bounded in datagrams, bytes and time.
+
+Inline, the kernel's conntrack defragments before FORWARD, so NFQUEUE sees whole datagrams; this module
+matters for replay and for any deployment without conntrack. Policy:
+
+- Overlaps: the first bytes received for an offset win; a later fragment that rewrites them with other
+  bytes is counted in `overlaps_mismatched` (the classic IDS-evasion trick) and the datagram is still
+  reassembled from the first copy, so the inspected bytes are the ones a first-wins host would keep.
+- Bounds: at most `max_datagrams` datagrams in progress (the oldest is evicted and counted), at most
+  `max_datagram_bytes` per datagram (a fragment past it raises DecodeError: the Inspector counts it as
+  malformed and applies the malformed policy), and `timeout` seconds of packet time per datagram.
+"""
+from __future__ import annotations
+
+from .config import FragmentSection
+from .packet import DecodeError, Packet, decode_l4
+
+
+class _Datagram:
+    __slots__ = ("first_ts", "frags", "head", "size", "total")
+
+    def __init__(self, ts: float):
+        self.first_ts = ts
+        self.frags: list[tuple[int, bytes]] = []   # (offset, payload) in arrival order
+        self.total = -1                            # payload length, known once the last fragment came
+        self.head: Packet | None = None            # the offset-0 fragment: its header becomes the datagram's
+        self.size = 0
+
+
+class Defragmenter:
+    def __init__(self, cfg: FragmentSection):
+        self.cfg = cfg
+        self.pending: dict[tuple, _Datagram] = {}
+        self.reassembled = 0
+        self.evicted = 0
+        self.timed_out = 0
+        self.overlaps_mismatched = 0
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def add(self, pkt: Packet) -> Packet | None:
+        """Add one fragment. Returns the reassembled datagram when complete, else None."""
+        key = (pkt.version, pkt.src, pkt.dst, pkt.proto, pkt.frag_id)
+        dg = self.pending.get(key)
+        if dg is None:
+            self._expire(pkt.ts)
+            if len(self.pending) >= self.cfg.max_datagrams:
+                self.pending.pop(next(iter(self.pending)))   # dicts keep insertion order: oldest first
+                self.evicted += 1
+            dg = self.pending[key] = _Datagram(pkt.ts)
+        off = pkt.frag_offset
+        payload = pkt.payload
+        end = off + len(payload)
+        if end > self.cfg.max_datagram_bytes:
+            del self.pending[key]
+            raise DecodeError(f"fragment: datagram would reach {end} bytes "
+                              f"(fragments.max_datagram_bytes = {self.cfg.max_datagram_bytes})")
+        if pkt.more_frags and len(payload) % 8:
+            del self.pending[key]
+            raise DecodeError(f"fragment: non-final fragment of {len(payload)} bytes is not a multiple of 8")
+        if not pkt.more_frags:
+            if dg.total >= 0 and dg.total != end:
+                del self.pending[key]
+                raise DecodeError(f"fragment: two final fragments disagree on the length ({dg.total} vs {end})")
+            dg.total = end
+        if off == 0 and dg.head is None:
+            dg.head = pkt
+        dg.frags.append((off, payload))
+        dg.size += len(payload)
+        if dg.total < 0 or dg.head is None or dg.size < dg.total:
+            return None
+        data = self._assemble(dg)
+        if data is None:
+            return None
+        del self.pending[key]
+        self.reassembled += 1
+        return self._datagram(dg.head, data, pkt)
+
+    def _assemble(self, dg: _Datagram) -> bytes | None:
+        total = dg.total
+        buf = bytearray(total)
+        filled = bytearray(total)          # 1 where a byte has been written (first wins)
+        for off, payload in dg.frags:
+            end = min(off + len(payload), total)
+            if off >= end:
+                continue
+            seen = filled[off:end]
+            if not seen.count(1):
+                buf[off:end] = payload[:end - off]
+            else:
+                mismatch = False
+                for i in range(off, end):
+                    if filled[i]:
+                        mismatch |= buf[i] != payload[i - off]
+                    else:
+                        buf[i] = payload[i - off]
+                self.overlaps_mismatched += mismatch
+            filled[off:end] = b"\x01" * (end - off)
+        if filled.count(0):
+            return None                    # a hole is left: wait for more fragments
+        return bytes(buf)
+
+    @staticmethod
+    def _datagram(head: Packet, payload: bytes, last: Packet) -> Packet:
+        """Build the whole datagram from the first fragment's header and decode its upper layer; it
+        carries the time, devices and pcap index of the fragment that completed it."""
+        p = Packet()
+        hlen = head.ip_hlen
+        header = bytearray(head.data[:hlen])
+        if head.version == 4:
+            total = hlen + len(payload)
+            header[2:4] = total.to_bytes(2, "big")
+            header[6:8] = b"\x00\x00"      # no longer a fragment
+        p.data = bytes(header) + payload
+        p.ts = last.ts
+        p.version = head.version
+        p.src, p.dst, p.proto, p.ttl = head.src, head.dst, head.proto, head.ttl
+        p.ip_id = head.ip_id
+        p.ip_hlen = hlen
+        p.length = hlen + len(payload)
+        p.frag_id = head.frag_id
+        p.indev, p.outdev, p.pcap_cnt = last.indev, last.outdev, last.pcap_cnt
+        return decode_l4(p, p.data)
+
+    def _expire(self, now: float) -> None:
+        timeout = self.cfg.timeout
+        while self.pending:
+            key = next(iter(self.pending))
+            if now - self.pending[key].first_ts < timeout:
+                break
+            del self.pending[key]
+            self.timed_out += 1

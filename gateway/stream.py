@@ -1,0 +1,238 @@
+"""TCP stream reassembly, one reassembler per direction, bounded in depth and memory.
+
+The stage hands later stages the bytes each packet made newly contiguous in its direction
+(`ctx.stream_data`, with `ctx.stream_gap` set when bytes were skipped before them).
+
+Policies, all counted:
+- Out of order: segments ahead of the next expected byte are buffered (at most `stream.max_pending`
+  bytes per direction and `stream.memcap` across the worker's flows) and released once the hole fills.
+- Overlap: first wins. Bytes already delivered or already buffered are never replaced; a retransmission
+  that carries other bytes for them is counted as `overlap_mismatch` (an evasion attempt) and ignored.
+  This is the policy of BSD-derived and Windows stacks for the common cases and the one that never lets
+  a later segment rewrite what inspection already saw.
+- Gaps: when the other side acknowledges bytes we never saw (lost before us, or a capture that missed
+  them) while later bytes are buffered, the hole is skipped: the buffered bytes are released and
+  `stream_gap` is set on the packet that carries them.
+- Depth: past `stream.depth` bytes in a direction nothing more is reassembled there; the flow then has
+  nothing left to inspect and may be bypassed.
+- Limits: past `max_pending` or `memcap`, `stream.on_limit` applies: bypass (stop reassembling the flow,
+  let it through) or drop (drop the flow).
+"""
+from __future__ import annotations
+
+from .config import StreamSection
+from .flow import Flow
+from .packet import ACK, FIN, PROTO_TCP, RST, SYN
+from .pipeline import PacketContext, Stage, Verdict
+
+_MOD = 1 << 32
+_HALF = 1 << 31
+
+
+def seq_diff(a: int, b: int) -> int:
+    """a - b in 32-bit sequence space (negative when a is before b)."""
+    return ((a - b + _HALF) % _MOD) - _HALF
+
+
+class StreamDirection:
+    """Reassembles one direction. `next_seq` is the next byte expected; None until the start is known."""
+
+    __slots__ = (
+        "delivered",
+        "fin_seq",
+        "finished",
+        "gap_before_next",
+        "gaps",
+        "next_seq",
+        "overlap_mismatch",
+        "pending",
+        "pending_bytes",
+    )
+
+    def __init__(self) -> None:
+        self.next_seq: int | None = None
+        self.pending: dict[int, bytes] = {}   # seq -> bytes ahead of next_seq
+        self.pending_bytes = 0
+        self.delivered = 0                    # bytes handed to inspection
+        self.finished = False                 # depth reached, closed, or given up
+        self.gaps = 0
+        self.overlap_mismatch = 0
+        self.fin_seq: int | None = None
+        self.gap_before_next = False          # a hole was skipped: the next bytes delivered follow a gap
+
+    def add(self, seq: int, data: bytes) -> tuple[bytes, int]:
+        """Add a segment. Returns (newly contiguous bytes, change in pending bytes)."""
+        before = self.pending_bytes
+        # After a skipped gap the buffered bytes at the new start flow first.
+        head = self._release(b"") if self.gap_before_next and self.pending else b""
+        d = seq_diff(seq, self.next_seq)
+        if d > 0:
+            self._buffer(seq, data)
+            return head, self.pending_bytes - before
+        # Starts at or before the next expected byte: the part already delivered is not replaced
+        # (first wins), the rest is new.
+        data = data[-d:] if -d < len(data) else b""
+        out = self._release(data)
+        return head + out if head else out, self.pending_bytes - before
+
+    def _buffer(self, seq: int, data: bytes) -> None:
+        old = self.pending.get(seq)
+        if old is not None:
+            if len(old) >= len(data):
+                if old[:len(data)] != data:
+                    self.overlap_mismatch += 1
+                return
+            if data[:len(old)] != old:
+                self.overlap_mismatch += 1
+            data = old + data[len(old):]       # first wins for the overlapping part
+            self.pending_bytes -= len(old)
+        self.pending[seq] = data
+        self.pending_bytes += len(data)
+
+    def _release(self, data: bytes) -> bytes:
+        """Deliver `data` (which starts at next_seq), then every buffered segment it makes contiguous."""
+        parts = [data] if data else []
+        nxt = (self.next_seq + len(data)) % _MOD
+        pending = self.pending
+        progressed = True
+        while pending and progressed:
+            progressed = False
+            for seq in list(pending):
+                d = seq_diff(seq, nxt)
+                if d > 0:
+                    continue
+                seg = pending.pop(seq)
+                self.pending_bytes -= len(seg)
+                if -d < len(seg):
+                    # Overlaps bytes already delivered: those win, only the tail is new.
+                    if d < 0 and self.delivered_tail_differs(parts, seg, -d):
+                        self.overlap_mismatch += 1
+                    parts.append(seg[-d:])
+                    nxt = (nxt + len(seg) + d) % _MOD
+                progressed = True
+        self.next_seq = nxt
+        out = b"".join(parts)
+        self.delivered += len(out)
+        return out
+
+    @staticmethod
+    def delivered_tail_differs(parts: list[bytes], seg: bytes, overlap: int) -> bool:
+        """Compare what was delivered last with the overlapping head of a buffered segment."""
+        tail = b"".join(parts)[-overlap:]
+        return len(tail) == overlap and tail != seg[:overlap]
+
+    def skip_gap(self, upto: int) -> None:
+        """The peer acknowledged bytes up to `upto` that never passed us: jump the hole to the first
+        buffered segment (or to `upto`); the next packet of this direction releases what follows."""
+        target = upto
+        for seq in self.pending:
+            if seq_diff(seq, target) < 0:
+                target = seq
+        self.next_seq = target
+        self.gaps += 1
+        self.gap_before_next = True
+
+
+class StreamStage(Stage):
+    name = "stream"
+
+    def __init__(self, cfg: StreamSection):
+        self.cfg = cfg
+        self.pending_total = 0                 # out-of-order bytes buffered across all flows (memcap)
+        self.limit_hits = 0
+        self.gaps = 0
+        self.overlap_mismatch = 0
+        self.limit_verdict = Verdict.DROP if cfg.on_limit == "drop" else None
+
+    def on_packet(self, ctx: PacketContext) -> None:
+        pkt = ctx.pkt
+        if pkt.proto != PROTO_TCP:
+            return
+        flow = ctx.flow
+        streams = flow.streams
+        if streams is None:
+            if flow.midstream and not self.cfg.midstream:
+                return
+            streams = flow.streams = (StreamDirection(), StreamDirection())
+        mine, other = (streams[0], streams[1]) if ctx.to_server else (streams[1], streams[0])
+        flags = pkt.tcp_flags
+        if flags & RST:
+            self._finish(mine)
+            self._finish(other)
+            return
+        if mine.finished:
+            return
+        if flags & SYN:
+            mine.next_seq = (pkt.seq + 1) % _MOD
+            return
+        payload = pkt.payload
+        if mine.next_seq is None:
+            if not payload:
+                if flags & ACK and other.next_seq is None and pkt.ack:
+                    other.next_seq = pkt.ack   # midstream: the ACK tells where the peer's bytes start
+                return
+            mine.next_seq = pkt.seq            # midstream pick-up: start where we first see data
+        if flags & ACK and other.next_seq is not None and not other.finished:
+            self._check_gap(other, pkt.ack)
+        if payload or mine.pending:
+            before = mine.delivered
+            data, grew = mine.add(pkt.seq, payload)
+            self.pending_total += grew
+            if data:
+                if before + len(data) > self.cfg.depth:
+                    data = data[: max(0, self.cfg.depth - before)]
+                if mine.gap_before_next:
+                    mine.gap_before_next = False
+                    ctx.stream_gap = True
+                ctx.stream_data = data
+            if mine.delivered >= self.cfg.depth:
+                self._finish(mine)
+                return
+            if grew > 0 and (mine.pending_bytes > self.cfg.max_pending or self.pending_total > self.cfg.memcap):
+                self._limit(ctx, mine, other)
+                return
+        if flags & FIN:
+            mine.fin_seq = (pkt.seq + len(payload)) % _MOD
+            if not mine.pending:
+                self._finish(mine)
+
+    def _check_gap(self, stream: StreamDirection, ack: int) -> None:
+        """The peer acknowledged bytes beyond the next one we expect while we hold later bytes: the
+        hole passed us unseen (lost before us, or missed by the capture). Without buffered bytes an
+        ACK ahead of us proves nothing (an asymmetric path), so only a hole before buffered data counts."""
+        if stream.pending and seq_diff(ack, stream.next_seq) > 0:
+            stream.skip_gap(ack)
+            self.gaps += 1
+
+    def _finish(self, stream: StreamDirection) -> None:
+        if not stream.finished:
+            stream.finished = True
+            self.pending_total -= stream.pending_bytes
+            self.overlap_mismatch += stream.overlap_mismatch
+            stream.pending.clear()
+            stream.pending_bytes = 0
+
+    def _limit(self, ctx: PacketContext, mine: StreamDirection, other: StreamDirection) -> None:
+        self.limit_hits += 1
+        self._finish(mine)
+        self._finish(other)
+        if self.limit_verdict is not None:
+            ctx.decide(self.limit_verdict, "stream_limit")
+
+    def done(self, flow: Flow) -> bool:
+        """Nothing left to reassemble: a direction reached depth (the interesting start of the
+        conversation has been seen), or both directions ended."""
+        streams = flow.streams
+        if flow.proto != PROTO_TCP:
+            return True
+        if streams is None:
+            return flow.midstream and not self.cfg.midstream
+        a, b = streams
+        if a.finished and b.finished:
+            return True
+        return (a.finished and a.delivered >= self.cfg.depth) or (b.finished and b.delivered >= self.cfg.depth)
+
+    def on_flow_end(self, flow: Flow) -> None:
+        if flow.streams is not None:
+            for s in flow.streams:
+                self._finish(s)

@@ -1,0 +1,92 @@
+"""Decode: struct-based IPv4/IPv6/TCP/UDP/ICMP, and clear errors on malformed input."""
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
+
+from gateway.packet import ACK, PSH, SYN, DecodeError, decode
+
+from .conftest import icmp, tcp, udp
+
+
+def test_ipv4_tcp_fields():
+    p = decode(tcp("10.10.0.10", "198.18.0.10", 40000, 80, "PA", 7, 9, b"GET / HTTP/1.1\r\n\r\n", ttl=33), 1.5)
+    assert (p.version, p.src_ip, p.dst_ip, p.sport, p.dport) == (4, "10.10.0.10", "198.18.0.10", 40000, 80)
+    assert (p.seq, p.ack, p.tcp_flags, p.ttl, p.ts) == (7, 9, PSH | ACK, 33, 1.5)
+    assert p.payload == b"GET / HTTP/1.1\r\n\r\n"
+    assert p.proto_name == "TCP"
+
+
+def test_tcp_options_and_ethernet_padding_ignored():
+    raw = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / TCP(flags="S", options=[("MSS", 1460)]))
+    p = decode(raw + b"\x00" * 6)       # trailing link padding is not payload
+    assert p.tcp_flags == SYN and p.tcp_hlen == 24 and p.payload == b""
+    assert p.tcp_options.startswith(b"\x02\x04\x05\xb4")
+
+
+def test_udp_and_icmp():
+    p = decode(udp(payload=b"abc"))
+    assert (p.proto, p.dport, p.payload) == (17, 53, b"abc")
+    p = decode(icmp(type=8, payload=b"ping"))
+    assert (p.proto, p.icmp_type, p.icmp_code) == (1, 8, 0)
+    assert p.payload.endswith(b"ping")
+
+
+def test_ipv6_with_extension_header():
+    raw = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop() / TCP(dport=443, flags="S"))
+    p = decode(raw)
+    assert (p.version, p.proto, p.dport, p.src_ip) == (6, 6, 443, "2001:db8::1")
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"\x50" + b"\x00" * 30, "version 5"),
+    (b"\x45\x00\x00\x14", "shorter than the 20-byte header"),
+    (b"\x44" + b"\x00" * 19, "header length 16"),
+])
+def test_malformed_ip_names_the_fault(data, message):
+    with pytest.raises(DecodeError, match=message):
+        decode(data)
+
+
+def test_truncated_ipv4_total_length():
+    raw = bytearray(tcp(payload=b"x" * 100))
+    with pytest.raises(DecodeError, match="exceeds the 80 bytes captured"):
+        decode(bytes(raw[:80]))
+
+
+def test_bad_tcp_data_offset():
+    raw = bytearray(tcp())
+    raw[20 + 12] = 0x20                 # data offset 8 bytes
+    with pytest.raises(DecodeError, match="tcp: data offset 8"):
+        decode(bytes(raw))
+
+
+def test_bad_udp_length():
+    raw = bytearray(udp(payload=b"abcd"))
+    struct.pack_into("!H", raw, 24, 200)
+    with pytest.raises(DecodeError, match="udp: length field 200"):
+        decode(bytes(raw))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_decode_only_raises_decode_error(data):
+    try:
+        decode(data)
+    except DecodeError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=59), st.binary(min_size=1, max_size=8))
+def test_fuzz_mutated_packets(pos, junk):
+    raw = bytearray(tcp(payload=b"hello world" * 3))
+    raw[pos:pos + len(junk)] = junk
+    try:
+        decode(bytes(raw))
+    except DecodeError:
+        pass
