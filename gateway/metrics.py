@@ -235,6 +235,7 @@ class QueueDropTracker:
                 now = s[field]
                 before = self.last.get((q, field), 0)
                 delta = now - before if now >= before else now
+                child = self.metrics.queue_dropped.labels(str(q), reason)   # exported at 0 from the start
                 if delta:
-                    self.metrics.queue_dropped.labels(str(q), reason).inc(delta)
+                    child.inc(delta)
                 self.last[(q, field)] = now
