@@ -1,1 +1,54 @@
+"""Application-layer parsers: incremental, sans-I/O, bounded, and never raising on bad input.
 
+They never touch a socket. The stream stage hands them bytes that TCP reassembly made contiguous (or
+one UDP datagram) and gets back a list of `AppEvent(kind, tx, to_server, data, info)`; feeding the
+same bytes split at any points gives the same transactions and buffers. Malformed input becomes
+"anomaly" events (info = a Suricata-like code) and parsing continues where it can; a direction that
+cannot be followed any more is given up with an anomaly.
+
+Protocol detection (detect.py)
+    detect(to_server, to_client, transport="tcp"|"udp", sport=None, dport=None)
+        -> "http" | "tls" | "dns" | "smtp" | "ftp" | None (undecided: call again with more bytes)
+    Content decides; ports (PORT_HINTS) only break ties.
+
+HTTP/1.x (http.py) - one HttpParser(HttpLimits()) per connection
+    feed(data, to_server) / feed_toserver(data) / feed_toclient(data); eof(to_server) when a direction
+    closes (ends close-delimited bodies). Events: request_headers, request_body, request_complete,
+    response_headers, response_body, response_complete, file (info=name, data=body up to file_limit),
+    anomaly. Pipelined requests are matched to responses in order. Chunked and Content-Length
+    bodies, gzip/deflate (zlib or raw)/lzma responses with capped output, header folding, and the
+    http-evader corner cases behave as libhtp does.
+    HttpTransaction.buffer(keyword, to_server=None) returns the inspection buffer of a Suricata
+    keyword: http.uri (normalised like libhtp's IDS personality), http.uri.raw, http.method,
+    http.request_line, http.host (lowercase, port stripped), http.host.raw, http.user_agent,
+    http.header / http.header.raw / http.header_names / http.start / http.cookie /
+    http.content_type / http.content_len / http.protocol (both directions: pass to_server),
+    http.stat_code, http.stat_msg, http.response_line, http.server, http.location, http.referer,
+    http.accept*, http.connection, http.request_body, http.response_body, file.data; old names
+    (http_uri, file_data, ...) are accepted too. HTTP_BUFFERS lists them.
+
+DNS (dns.py) - DnsParser(tcp=False|True)
+    feed(datagram_or_stream_bytes, to_server). Events: query, response (tx = DnsTransaction with
+    .query/.response DnsMessage), anomaly. DnsTransaction.buffers("dns.query") -> [names];
+    also dns.queries.rrname, dns.answers.rrname, dns.response.rrname. parse_message(bytes) parses
+    one message on its own.
+
+TLS (tls.py) - TlsParser(TlsLimits())
+    feed(data, to_server). Events: client_hello, server_hello, certificate, encrypted, anomaly
+    (tx = the TlsSession). TlsSession.buffer(keyword) for tls.sni, tls.cert_subject,
+    tls.cert_issuer, tls.cert_serial, tls.cert_fingerprint, tls.version, ja3.hash, ja3.string,
+    ja3s.hash, ja3s.string; TlsSession.buffers(keyword) for tls.certs, tls.subjectaltname, tls.alpn.
+    TlsSession.done is True once both directions are encrypted (nothing left to inspect).
+"""
+from .common import AppEvent
+from .detect import PORT_HINTS, detect
+from .dns import DnsLimits, DnsMessage, DnsParser, DnsTransaction, parse_message
+from .http import HTTP_BUFFERS, HttpLimits, HttpParser, HttpTransaction
+from .tls import TlsLimits, TlsParser, TlsSession
+
+__all__ = [
+    "AppEvent", "detect", "PORT_HINTS",
+    "HttpParser", "HttpLimits", "HttpTransaction", "HTTP_BUFFERS",
+    "DnsParser", "DnsLimits", "DnsMessage", "DnsTransaction", "parse_message",
+    "TlsParser", "TlsLimits", "TlsSession",
+]
