@@ -1,0 +1,908 @@
+"""The keyword table: every rule option we implement, its value parser/validator, and the buffer it applies to.
+
+`KEYWORDS[name]` is a Keyword(name, kind, setup, buffer). `setup(builder, value)` parses the option value
+(None for options without one) into the rule being built (rules._Builder) or raises RuleError with a short
+reason. Kinds: "sticky" (selects `buffer` for what follows), "modifier" (legacy content modifier: moves the
+previous content into `buffer`), "content-modifier" (nocase, depth, ...), "transform" (applies to the
+current sticky buffer), "match" (content, pcre, byte_*, isdataat, bsize: appended to the current buffer),
+"rule" (everything else: header-like conditions, state, rate, identity).
+
+A name missing from KEYWORDS is rejected by the parser as "unsupported keyword: NAME": we never load a rule
+with part of its condition ignored. `BUFFERS` lists every inspection buffer the detection engine must be
+able to produce, with the application protocol it needs, the direction it exists in and Suricata's
+fast-pattern priority (lower wins).
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .model import (
+    BufferSize,
+    ByteExtract,
+    ByteJump,
+    ByteTest,
+    ContentMatch,
+    FlowbitOp,
+    FlowMatch,
+    IntCompare,
+    IsDataAt,
+    PcreMatch,
+    RuleError,
+    StreamSize,
+    TcpFlags,
+    Threshold,
+    XbitOp,
+)
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    name: str
+    app_proto: str | None      # None: any (pkt_data), else the app-layer parser that produces it
+    direction: str | None      # "to_server" | "to_client" | None (both)
+    priority: int = 2          # Suricata's fast-pattern priority: lower is preferred
+
+
+def _specs(app: str, direction: str | None, names: str, priority: int = 2) -> dict[str, BufferSpec]:
+    return {n: BufferSpec(n, app, direction, priority) for n in names.split()}
+
+
+BUFFERS: dict[str, BufferSpec] = {
+    "pkt_data": BufferSpec("pkt_data", None, None, 3),
+    # file.data: HTTP bodies (files) and SMTP attachments; the rule's app_proto says which
+    "file.data": BufferSpec("file.data", None, None, 2),
+    **_specs("http", "to_server", "http.uri http.uri.raw http.request_line http.user_agent http.host "
+             "http.host.raw http.referer http.accept http.accept_enc http.accept_lang http.request_body"),
+    **_specs("http", "to_server", "http.method", 4),
+    **_specs("http", "to_client", "http.stat_msg http.stat_code", 4),
+    **_specs("http", "to_client", "http.response_line http.server http.location http.response_body"),
+    **_specs("http", None, "http.header http.header.raw http.header_names http.cookie http.content_type "
+             "http.content_len http.start http.protocol http.connection"),
+    **_specs("dns", "to_server", "dns.query"),
+    **_specs("tls", "to_server", "tls.sni ja3.hash ja3.string"),
+    **_specs("tls", "to_client", "tls.cert_subject tls.cert_issuer tls.cert_serial tls.certs ja3s.hash "
+             "ja3s.string"),
+}
+
+# Sticky-buffer keywords (modern and legacy spellings) -> buffer.
+STICKY: dict[str, str] = {name: name for name in BUFFERS}
+STICKY.update({
+    "file_data": "file.data", "dns_query": "dns.query", "tls_sni": "tls.sni",
+    "tls_cert_subject": "tls.cert_subject", "tls_cert_issuer": "tls.cert_issuer",
+    "tls_cert_serial": "tls.cert_serial", "ja3_hash": "ja3.hash", "ja3_string": "ja3.string",
+    "ja3s_hash": "ja3s.hash", "ja3s_string": "ja3s.string", "client_body": "http.request_body",
+    "http_request_line": "http.request_line", "http_response_line": "http.response_line",
+    "http_accept": "http.accept", "http_accept_enc": "http.accept_enc", "http_accept_lang": "http.accept_lang",
+    "http_connection": "http.connection", "http_content_len": "http.content_len",
+    "http_content_type": "http.content_type", "http_referer": "http.referer", "http_protocol": "http.protocol",
+    "http_start": "http.start", "http_header_names": "http.header_names", "http_server": "http.server", "http_location": "http.location",
+})
+
+# Legacy content modifiers (`content:"x"; http_uri;`) -> buffer.
+LEGACY_MODIFIERS: dict[str, str] = {
+    "http_uri": "http.uri", "http_raw_uri": "http.uri.raw", "http_header": "http.header",
+    "http_raw_header": "http.header.raw", "http_cookie": "http.cookie", "http_method": "http.method",
+    "http_client_body": "http.request_body", "http_server_body": "http.response_body",
+    "http_stat_code": "http.stat_code", "http_stat_msg": "http.stat_msg", "http_user_agent": "http.user_agent",
+    "http_host": "http.host", "http_raw_host": "http.host.raw",
+}
+
+TRANSFORMS = ("dotprefix", "to_lowercase", "strip_whitespace")
+
+# pcre buffer-selection flags (Suricata detect-pcre.c) -> buffer
+PCRE_BUFFER_FLAGS: dict[str, str] = {
+    "U": "http.uri", "I": "http.uri.raw", "H": "http.header", "D": "http.header.raw", "M": "http.method",
+    "C": "http.cookie", "P": "http.request_body", "Q": "http.response_body", "S": "http.stat_code",
+    "Y": "http.stat_msg", "V": "http.user_agent", "W": "http.host", "Z": "http.host.raw",
+}
+_PCRE_RE_FLAGS = {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE, "x": re.VERBOSE}
+
+
+@dataclass(frozen=True)
+class Keyword:
+    name: str
+    kind: str
+    setup: Callable
+    buffer: str | None = None
+
+
+# ------------------------------------------------------------------------------------------ value helpers
+
+_INT_RE = re.compile(r"[+-]?\d+\Z")
+
+
+def parse_int(text: str, what: str, lo: int = 0, hi: int = (1 << 32) - 1) -> int:
+    text = text.strip()
+    if text.lower().startswith("0x"):
+        try:
+            v = int(text, 16)
+        except ValueError:
+            raise RuleError(f"{what}: not a number: {text!r}") from None
+    elif _INT_RE.match(text):
+        v = int(text)
+    else:
+        raise RuleError(f"{what}: not a number: {text!r}")
+    if not lo <= v <= hi:
+        raise RuleError(f"{what}: {v} outside {lo}..{hi}")
+    return v
+
+
+def _need(value: str | None, name: str) -> str:
+    if value is None or not value.strip():
+        raise RuleError(f"{name}: needs a value")
+    return value.strip()
+
+
+def _none(value: str | None, name: str) -> None:
+    if value is not None and value.strip():
+        raise RuleError(f"{name}: takes no value")
+
+
+def _unquote(value: str, name: str) -> str:
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        return value[1:-1]
+    if '"' in value:
+        raise RuleError(f"{name}: unbalanced quotes")
+    return value
+
+
+def _value_or_var(b, text: str, what: str, lo: int = -65535, hi: int = 65535):
+    text = text.strip()
+    if _INT_RE.match(text) or text.lower().startswith("0x"):
+        return parse_int(text, what, lo, hi)
+    if text in b.byte_vars:
+        return text
+    raise RuleError(f"{what}: unknown byte_extract variable {text!r}")
+
+
+def decode_content(text: str) -> bytes:
+    """Suricata content string -> bytes: |41 42| hex runs, and \\" \\; \\\\ \\: escapes."""
+    if "|" not in text and "\\" not in text:
+        if '"' in text:
+            raise RuleError("content: unescaped double quote")
+        return text.encode("utf-8", "surrogateescape")
+    out = bytearray()
+    hexmode = False
+    hexdigits = ""
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if hexmode:
+            if ch == "|":
+                if hexdigits:
+                    raise RuleError("content: odd number of hex digits")
+                hexmode = False
+            elif ch in "0123456789abcdefABCDEF":
+                hexdigits += ch
+                if len(hexdigits) == 2:
+                    out.append(int(hexdigits, 16))
+                    hexdigits = ""
+            elif ch not in " \t":
+                raise RuleError(f"content: invalid character {ch!r} in hex")
+            i += 1
+            continue
+        if ch == "\\":
+            if i + 1 >= n or text[i + 1] not in '\\";:|':
+                raise RuleError("content: invalid escape (only \\\\ \\\" \\; \\: \\| are allowed)")
+            out += text[i + 1].encode()
+            i += 2
+            continue
+        if ch == "|":
+            hexmode = True
+        elif ch == '"':
+            raise RuleError("content: unescaped double quote")
+        else:
+            out += ch.encode("utf-8", "surrogateescape")
+        i += 1
+    if hexmode:
+        raise RuleError("content: unterminated hex run (missing |)")
+    return bytes(out)
+
+
+def _unescape_text(text: str) -> str:
+    if "\\" not in text:
+        return text
+    return re.sub(r'\\(.)', r'\1', text)
+
+
+# ------------------------------------------------------------------------------------- identity keywords
+
+def _msg(b, v):
+    b.single("msg")
+    b.rule["msg"] = _unescape_text(_unquote(_need(v, "msg"), "msg"))
+
+
+def _sid(b, v):
+    b.single("sid")
+    b.rule["sid"] = parse_int(_need(v, "sid"), "sid", 1)
+
+
+def _rev(b, v):
+    b.single("rev")
+    b.rule["rev"] = parse_int(_need(v, "rev"), "rev")
+
+
+def _gid(b, v):
+    b.single("gid")
+    b.rule["gid"] = parse_int(_need(v, "gid"), "gid")
+
+
+def _classtype(b, v):
+    b.single("classtype")
+    name = _need(v, "classtype")
+    if b.classifications is not None and name not in b.classifications:
+        raise RuleError(f"unknown classtype: {name}")
+    b.rule["classtype"] = name
+
+
+def _priority(b, v):
+    b.single("priority")
+    b.rule["priority"] = parse_int(_need(v, "priority"), "priority", 1, 255)
+
+
+def _reference(b, v):
+    kind, sep, ref = _need(v, "reference").partition(",")
+    if not sep or not kind.strip() or not ref.strip():
+        raise RuleError("reference: expected type,id")
+    b.references.append((kind.strip(), ref.strip()))
+
+
+def _metadata(b, v):
+    for item in _need(v, "metadata").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, _, val = item.partition(" ")
+        b.metadata.append((key, val.strip()))
+
+
+def _target(b, v):
+    b.single("target")
+    t = _need(v, "target")
+    if t not in ("src_ip", "dest_ip"):
+        raise RuleError("target: must be src_ip or dest_ip")
+    b.rule["target"] = t
+
+
+def _tag(b, v):
+    # Tagging logs later packets of the session/host; it never changes what the rule matches.
+    t = _need(v, "tag")
+    if t.split(",")[0].strip() not in ("session", "host"):
+        raise RuleError("tag: must start with session or host")
+    b.rule["tag"] = t
+
+
+def _noalert(b, v):
+    _none(v, "noalert")
+    b.rule["noalert"] = True
+
+
+# -------------------------------------------------------------------------------------- content keywords
+
+def _content(b, v, buffer: str | None = None):
+    v = _need(v, "content")
+    negated = False
+    if v.startswith("!"):
+        negated = True
+        v = v[1:].strip()
+    if not (len(v) >= 2 and v[0] == '"' and v[-1] == '"'):
+        raise RuleError("content: value must be in double quotes")
+    pattern = decode_content(v[1:-1])
+    if not pattern:
+        raise RuleError("content: empty pattern")
+    if len(pattern) > 65535:
+        raise RuleError("content: pattern longer than 65535 bytes")
+    cm = ContentMatch(pattern, negated=negated)
+    b.add_match(cm, buffer)
+
+
+def _uricontent(b, v):
+    if b.sticky is not None:
+        raise RuleError("uricontent: cannot follow a sticky buffer")
+    _content(b, v, "http.uri")
+
+
+def _nocase(b, v):
+    _none(v, "nocase")
+    cm = b.last_content("nocase")
+    if cm.nocase:
+        raise RuleError("nocase: given twice for one content")
+    cm.nocase = True
+
+
+def _rawbytes(b, v):
+    # Suricata's payload inspection is always on raw bytes; rawbytes only makes sense there.
+    _none(v, "rawbytes")
+    b.last_content("rawbytes")
+    if b.last_content_list().buffer != "pkt_data":
+        raise RuleError("rawbytes: only valid on payload content")
+
+
+def _content_number(b, v, name: str):
+    cm = b.last_content(name)
+    if cm.startswith:
+        raise RuleError(f"{name}: cannot be combined with startswith")
+    if getattr(cm, name) is not None:
+        raise RuleError(f"{name}: given twice for one content")
+    if name in ("offset", "depth") and cm.relative or name in ("distance", "within") and (
+            cm.offset is not None or cm.depth is not None):
+        raise RuleError("content: cannot mix relative (distance/within) and absolute (offset/depth) modifiers")
+    if cm.fast_pattern_only:
+        raise RuleError(f"{name}: cannot be used with fast_pattern:only")
+    lo = -65535 if name == "distance" else 0
+    value = _value_or_var(b, _need(v, name), name, lo, 65535)
+    if name in ("depth", "within") and isinstance(value, int):
+        if value == 0:
+            raise RuleError(f"{name}: must be > 0")
+        if value < len(cm.pattern):
+            raise RuleError(f"{name}: {value} is smaller than the content length {len(cm.pattern)}")
+    setattr(cm, name, value)
+
+
+def _startswith(b, v):
+    _none(v, "startswith")
+    cm = b.last_content("startswith")
+    if cm.startswith:
+        raise RuleError("startswith: given twice for one content")
+    if cm.offset is not None or cm.depth is not None or cm.relative:
+        raise RuleError("startswith: cannot be combined with offset/depth/distance/within")
+    cm.startswith = True
+    cm.offset, cm.depth = 0, len(cm.pattern)
+
+
+def _endswith(b, v):
+    _none(v, "endswith")
+    cm = b.last_content("endswith")
+    if cm.endswith:
+        raise RuleError("endswith: given twice for one content")
+    cm.endswith = True
+
+
+def _fast_pattern(b, v):
+    cm = b.last_content("fast_pattern")
+    if b.explicit_fast_pattern:
+        raise RuleError("fast_pattern: only one per rule")
+    b.explicit_fast_pattern = True
+    cm.explicit_fast_pattern = True
+    if v is None or not v.strip():
+        return
+    v = v.strip()
+    if v == "only":
+        if cm.negated:
+            raise RuleError("fast_pattern:only: cannot be used on a negated content")
+        if cm.offset is not None or cm.depth is not None or cm.relative:
+            raise RuleError("fast_pattern:only: cannot be combined with offset/depth/distance/within")
+        cm.fast_pattern_only = True
+        return
+    off_s, sep, len_s = v.partition(",")
+    if not sep:
+        raise RuleError(f"fast_pattern: expected only or offset,length, got {v!r}")
+    off = parse_int(off_s, "fast_pattern offset", 0, 65535)
+    ln = parse_int(len_s, "fast_pattern length", 1, 65535)
+    if off + ln > len(cm.pattern):
+        raise RuleError("fast_pattern: offset+length past the end of the content")
+    cm.fast_pattern_chop = (off, ln)
+
+
+# ---------------------------------------------------------------------------------------------- pcre
+
+_PCRE_KNOWN = set("ismxAEGORB") | set(PCRE_BUFFER_FLAGS)
+_PCRE_CACHE: dict[tuple[str, int], object] = {}
+
+
+# PCRE spellings Python's re lacks, rewritten to the equivalent re syntax.
+_PCRE_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?=[A-Za-z_])")
+_PCRE_SHORT_HEX = re.compile(r"(?<!\\)\\x([0-9A-Fa-f])(?![0-9A-Fa-f])")
+
+
+def pcre_to_re(source: str) -> str:
+    if "(?<" in source:
+        source = _PCRE_NAMED_GROUP.sub("(?P<", source)
+    if "\\x" in source:
+        source = _PCRE_SHORT_HEX.sub(r"\\x0\1", source)
+    return source
+
+
+def compile_pcre(source: str, flags: int):
+    """Compile a Suricata pcre body with Python's re (bytes), or RuleError if re cannot express it."""
+    key = (source, flags)
+    rx = _PCRE_CACHE.get(key)
+    if rx is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")       # FutureWarning about possible set syntax
+                rx = re.compile(pcre_to_re(source).encode("utf-8", "surrogateescape"), flags)
+        except (re.error, OverflowError, RecursionError, ValueError) as e:
+            raise RuleError(f"pcre: not supported by the regex engine ({e.__class__.__name__}: "
+                            f"{str(e).split(' at position')[0]})") from None
+        _PCRE_CACHE[key] = rx
+    return rx
+
+
+def _pcre(b, v):
+    v = _need(v, "pcre")
+    negated = False
+    if v.startswith("!"):
+        negated = True
+        v = v[1:].strip()
+    if not (len(v) >= 2 and v[0] == '"' and v[-1] == '"'):
+        raise RuleError("pcre: value must be in double quotes")
+    body = v[1:-1]
+    end = body.rfind("/")
+    if not body.startswith("/") or end <= 0:
+        raise RuleError("pcre: expected /regex/flags")
+    source, mods = body[1:end], body[end + 1:]
+    bad = set(mods) - _PCRE_KNOWN
+    if bad:
+        raise RuleError(f"pcre: unknown modifier {''.join(sorted(bad))!r}")
+    for unsupported, what in (("G", "ungreedy"), ("A", "anchored"), ("E", "dollar_endonly")):
+        if unsupported in mods:
+            raise RuleError(f"pcre: modifier {unsupported} ({what}) not supported")
+    buffers = {PCRE_BUFFER_FLAGS[m] for m in mods if m in PCRE_BUFFER_FLAGS}
+    if len(buffers) > 1:
+        raise RuleError("pcre: more than one buffer modifier")
+    if "B" in mods and buffers:
+        raise RuleError("pcre: modifier B conflicts with a buffer modifier")
+    flags = 0
+    for m in mods:
+        flags |= _PCRE_RE_FLAGS.get(m, 0)
+    regex = compile_pcre(source, flags)
+    pm = PcreMatch(source, mods, regex, negated=negated, relative="R" in mods, nocase="i" in mods)
+    buffer = buffers.pop() if buffers else None
+    if buffer is not None and b.sticky is not None:
+        # Suricata accepts a flag naming the sticky buffer in force (e.g. http.uri; ... pcre:"/x/U")
+        if b.sticky.buffer != buffer or b.sticky.transforms:
+            raise RuleError("pcre: buffer modifier differs from the sticky buffer in force")
+        buffer = None
+    if "B" in mods and b.sticky is not None and b.sticky.buffer != "pkt_data":
+        raise RuleError("pcre: modifier B only valid on the payload")
+    if buffer == "http.host" and not pm.nocase and source != source.lower():
+        raise RuleError("pcre: W (http.host) pattern has uppercase characters; the buffer is lowercase")
+    b.add_match(pm, buffer)
+
+
+# ------------------------------------------------------------------------------------------ byte_*
+
+_ENDIAN = {"big": "big", "little": "little", "dce": "dce"}
+_BASES = {"hex", "dec", "oct"}
+
+
+def _byte_options(opts: list[str], name: str, allowed: set[str]) -> dict:
+    out: dict = {}
+    i = 0
+    while i < len(opts):
+        o = opts[i].strip()
+        word, _, arg = o.partition(" ")
+        arg = arg.strip()
+        if word not in allowed:
+            raise RuleError(f"{name}: unknown option {word!r}")
+        if word in out:
+            raise RuleError(f"{name}: option {word!r} given twice")
+        if word == "string":
+            # "string" may be followed by the base as its own item ("string,hex") or in the same one
+            if arg:
+                base = arg
+            elif i + 1 < len(opts) and opts[i + 1].strip() in _BASES:
+                i += 1
+                base = opts[i].strip()
+            else:
+                base = "dec"
+            if base not in _BASES:
+                raise RuleError(f"{name}: string base must be hex, dec or oct")
+            out["string"] = base
+        elif word in ("hex", "dec", "oct"):
+            out["string"] = word        # Suricata accepts the base alone after string
+        elif word in ("multiplier", "post_offset", "bitmask", "align") and arg:
+            out[word] = parse_int(arg, f"{name} {word}", -65535 if word == "post_offset" else 0, 0xFFFFFFFF)
+        elif word in ("multiplier", "post_offset", "bitmask") and not arg:
+            raise RuleError(f"{name}: {word} needs a value")
+        else:
+            out[word] = True
+        i += 1
+    endians = [e for e in ("big", "little", "dce") if e in out]
+    if len(endians) > 1:
+        raise RuleError(f"{name}: more than one endianness")
+    out["endian"] = endians[0] if endians else "big"
+    return out
+
+
+def _check_nbytes(n: int, string: str | None, name: str) -> None:
+    limit = 23 if string else 8
+    if not (0 if string else 1) <= n <= limit:
+        raise RuleError(f"{name}: number of bytes must be 1..{limit}{' with string' if string else ''}")
+
+
+def _byte_test(b, v):
+    parts = [p.strip() for p in _need(v, "byte_test").split(",")]
+    if len(parts) < 4:
+        raise RuleError("byte_test: expected nbytes, operator, value, offset")
+    # nbytes 0 with string: Suricata's ByteExtractString then parses the number at the offset up to
+    # the first non-digit (strtoull), e.g. `http.content_len; byte_test:0,=,0,0,string,dec;`
+    nbytes = parse_int(parts[0], "byte_test nbytes", 0, 23)
+    op = parts[1].replace(" ", "")
+    negated = op.startswith("!")
+    if negated:
+        op = op[1:] or "="
+    if op not in ("<", ">", "=", "<=", ">=", "&", "^"):
+        raise RuleError(f"byte_test: unknown operator {parts[1]!r}")
+    value = _value_or_var(b, parts[2], "byte_test value", 0, (1 << 64) - 1)
+    offset = _value_or_var(b, parts[3], "byte_test offset")
+    o = _byte_options(parts[4:], "byte_test", {"relative", "big", "little", "dce", "string", "hex", "dec",
+                                                "oct", "bitmask"})
+    _check_nbytes(nbytes, o.get("string"), "byte_test")
+    b.add_match(ByteTest(nbytes, op, value, offset, negated, o.get("relative", False), o["endian"],
+                         o.get("string"), o.get("bitmask")))
+
+
+def _byte_jump(b, v):
+    parts = [p.strip() for p in _need(v, "byte_jump").split(",")]
+    if len(parts) < 2:
+        raise RuleError("byte_jump: expected nbytes, offset")
+    nbytes = parse_int(parts[0], "byte_jump nbytes", 0, 23)
+    offset = _value_or_var(b, parts[1], "byte_jump offset")
+    o = _byte_options(parts[2:], "byte_jump", {"relative", "multiplier", "big", "little", "dce", "string",
+                                               "hex", "dec", "oct", "align", "from_beginning", "from_end",
+                                               "post_offset", "bitmask"})
+    if nbytes == 0 and not o.get("from_end"):
+        raise RuleError("byte_jump: nbytes 0 only with from_end")
+    if nbytes:
+        _check_nbytes(nbytes, o.get("string"), "byte_jump")
+    if o.get("from_beginning") and o.get("from_end"):
+        raise RuleError("byte_jump: from_beginning and from_end are exclusive")
+    align = o.get("align", False)
+    b.add_match(ByteJump(nbytes, offset, o.get("relative", False), o.get("multiplier", 1), o["endian"],
+                         o.get("string"), bool(align), o.get("from_beginning", False), o.get("from_end", False),
+                         o.get("post_offset", 0), o.get("bitmask")))
+
+
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+
+
+def _byte_extract(b, v):
+    parts = [p.strip() for p in _need(v, "byte_extract").split(",")]
+    if len(parts) < 3:
+        raise RuleError("byte_extract: expected nbytes, offset, name")
+    nbytes = parse_int(parts[0], "byte_extract nbytes", 1, 23)
+    offset = parse_int(parts[1], "byte_extract offset", -65535, 65535)
+    name = parts[2]
+    if not _VAR_NAME.match(name):
+        raise RuleError(f"byte_extract: invalid variable name {name!r}")
+    if name in b.byte_vars:
+        raise RuleError(f"byte_extract: variable {name!r} defined twice")
+    o = _byte_options(parts[3:], "byte_extract", {"relative", "multiplier", "big", "little", "dce", "string",
+                                                  "hex", "dec", "oct", "align", "bitmask"})
+    _check_nbytes(nbytes, o.get("string"), "byte_extract")
+    align = o.get("align", 0)
+    if align is True or align not in (0, 2, 4):
+        raise RuleError("byte_extract: align must be 2 or 4")
+    b.byte_vars.add(name)
+    b.add_match(ByteExtract(nbytes, offset, name, o.get("relative", False), o.get("multiplier", 1),
+                            o["endian"], o.get("string"), align, o.get("bitmask")))
+
+
+def _isdataat(b, v):
+    parts = [p.strip() for p in _need(v, "isdataat").split(",")]
+    size_s = parts[0]
+    negated = size_s.startswith("!")
+    if negated:
+        size_s = size_s[1:].strip()
+    size = _value_or_var(b, size_s, "isdataat", 0, 65535)
+    relative = False
+    for p in parts[1:]:
+        if p == "relative":
+            relative = True
+        elif p != "rawbytes":
+            raise RuleError(f"isdataat: unknown option {p!r}")
+    b.add_match(IsDataAt(size, negated, relative))
+
+
+# --------------------------------------------------------------------------------- numeric comparisons
+
+_CMP_RE = re.compile(r"\s*(?:(!=|<=|>=|<|>|=|!)\s*(\d+)|(\d+)\s*(?:<>|-)\s*(\d+)|(\d+))\s*\Z")
+
+
+def parse_compare(text: str, name: str, hi: int = 65535, range_sep: bool = True) -> IntCompare:
+    m = _CMP_RE.match(text)
+    if not m:
+        raise RuleError(f"{name}: expected N, <N, >N, <=N, >=N, !N or N<>M, got {text.strip()!r}")
+    op, val, lo_s, hi_s, plain = m.groups()
+    if plain is not None:
+        v = int(plain)
+        if v > hi:
+            raise RuleError(f"{name}: {v} outside 0..{hi}")
+        return IntCompare("=", v)
+    if op is not None:
+        v = int(val)
+        if v > hi:
+            raise RuleError(f"{name}: {v} outside 0..{hi}")
+        return IntCompare("!=" if op == "!" else op, v)
+    if not range_sep:
+        raise RuleError(f"{name}: ranges not supported")
+    lo, high = int(lo_s), int(hi_s)
+    if high > hi or lo >= high:
+        raise RuleError(f"{name}: range {lo}<>{high} out of order or outside 0..{hi}")
+    return IntCompare("<>", lo, high)
+
+
+def _rule_compare(name: str, hi: int):
+    def setup(b, v):
+        b.single(name)
+        b.rule[name] = parse_compare(_need(v, name), name, hi)
+    return setup
+
+
+def _urilen(b, v):
+    b.single("urilen")
+    text, _, kind = _need(v, "urilen").partition(",")
+    kind = kind.strip()
+    if kind not in ("", "norm", "raw"):
+        raise RuleError("urilen: second argument must be norm or raw")
+    b.rule["urilen"] = parse_compare(text, "urilen")
+    b.rule["urilen_raw"] = kind == "raw"
+    b.need_app("http", "urilen", "to_server")
+
+
+def _bsize(b, v):
+    if b.sticky is None or b.sticky.buffer == "pkt_data":
+        raise RuleError("bsize: must follow a sticky buffer")
+    if any(isinstance(m, BufferSize) for m in b.sticky.matches):
+        raise RuleError("bsize: given twice for one buffer")
+    b.add_match(BufferSize(parse_compare(_need(v, "bsize"), "bsize", (1 << 32) - 1)))
+
+
+def _ip_proto(b, v):
+    b.single("ip_proto")
+    text = _need(v, "ip_proto")
+    names = {"ip": 0, "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "ipv6": 41, "gre": 47, "esp": 50, "ah": 51,
+             "icmpv6": 58, "sctp": 132}
+    neg = text.startswith("!")
+    core = text[1:].strip() if neg else text
+    if core.lower() in names:
+        b.rule["ip_proto"] = IntCompare("!=" if neg else "=", names[core.lower()])
+    else:
+        b.rule["ip_proto"] = parse_compare(text, "ip_proto", 255, range_sep=False)
+
+
+def _stream_size(b, v):
+    parts = [p.strip() for p in _need(v, "stream_size").split(",")]
+    if len(parts) != 3 or parts[0] not in ("server", "client", "both", "either"):
+        raise RuleError("stream_size: expected server|client|both|either, operator, bytes")
+    if parts[1] not in ("<", ">", "=", "!=", "<=", ">="):
+        raise RuleError(f"stream_size: unknown operator {parts[1]!r}")
+    b.stream_sizes.append(StreamSize(parts[0], IntCompare(parts[1], parse_int(parts[2], "stream_size"))))
+    b.need_tcp("stream_size")
+
+
+_TLS_VERSIONS = {"1.0": 0x0301, "1.1": 0x0302, "1.2": 0x0303, "1.3": 0x0304, "3.0": 0x0300, "sslv3": 0x0300}
+
+
+def _tls_version(b, v):
+    b.single("tls_version")
+    text = _need(v, "tls.version").strip('"').lower()
+    if text not in _TLS_VERSIONS:
+        if not text.startswith("0x"):
+            raise RuleError(f"tls.version: unknown version {text!r}")
+        b.rule["tls_version"] = parse_int(text, "tls.version", 0, 0xFFFF)
+    else:
+        b.rule["tls_version"] = _TLS_VERSIONS[text]
+    b.need_app("tls", "tls.version", None)
+
+
+# ---------------------------------------------------------------------------------------- flow & flags
+
+def _flow(b, v):
+    b.single("flow")
+    established = to_server = stream = None
+    stateless = False
+    for opt in _need(v, "flow").split(","):
+        opt = opt.strip().lower()
+        if opt in ("established", "not_established"):
+            if established is not None:
+                raise RuleError("flow: established given twice or with not_established")
+            established = opt == "established"
+        elif opt in ("to_server", "from_client", "to_client", "from_server"):
+            d = opt in ("to_server", "from_client")
+            if to_server is not None and to_server != d:
+                raise RuleError("flow: conflicting directions")
+            to_server = d
+        elif opt == "stateless":
+            stateless = True
+        elif opt in ("only_stream", "no_stream"):
+            if stream is not None:
+                raise RuleError("flow: only_stream and no_stream are exclusive")
+            stream = "only" if opt == "only_stream" else "no"
+        else:
+            raise RuleError(f"flow: unsupported option {opt!r}")
+    b.rule["flow"] = FlowMatch(established, to_server, stateless, stream)
+
+
+_FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20, "E": 0x40, "C": 0x80,
+              "2": 0x40, "1": 0x80}
+
+
+def _flag_bits(text: str, what: str) -> int:
+    bits = 0
+    for ch in text.upper():
+        if ch in _FLAG_BITS:
+            bits |= _FLAG_BITS[ch]
+        elif ch not in " ":
+            raise RuleError(f"{what}: unknown TCP flag {ch!r}")
+    return bits
+
+
+def _flags(b, v):
+    b.single("flags")
+    text, _, ignore_s = _need(v, "flags").partition(",")
+    text = text.strip()
+    mode = "exact"
+    for sym, m in (("+", "all"), ("*", "any"), ("!", "not")):
+        if sym in text:
+            if mode != "exact":
+                raise RuleError("flags: more than one modifier")
+            mode = m
+            text = text.replace(sym, "", 1)
+            if sym in text:
+                raise RuleError("flags: modifier given twice")
+    if text == "0":
+        bits = 0
+        if mode != "exact":
+            raise RuleError("flags: 0 (no flags) cannot take a modifier")
+    else:
+        bits = _flag_bits(text, "flags")
+        if not bits:
+            raise RuleError("flags: no flags given")
+    ignore = _flag_bits(ignore_s.strip(), "flags mask") if ignore_s.strip() else 0
+    b.rule["flags"] = TcpFlags(bits, mode, ignore)
+    b.need_tcp("flags")
+
+
+# ----------------------------------------------------------------------------------------- state & rate
+
+_BIT_NAME = re.compile(r"[A-Za-z0-9_.\-]+\Z")
+
+
+def _flowbits(b, v):
+    text = _need(v, "flowbits")
+    cmd, _, names_s = text.partition(",")
+    cmd = cmd.strip().lower()
+    if cmd == "noalert":
+        if names_s.strip():
+            raise RuleError("flowbits:noalert takes no name")
+        b.rule["noalert"] = True
+        return
+    if cmd not in ("set", "unset", "toggle", "isset", "isnotset"):
+        raise RuleError(f"flowbits: unknown command {cmd!r}")
+    names_s = names_s.strip()
+    if not names_s:
+        raise RuleError(f"flowbits:{cmd} needs a name")
+    any_of = "|" in names_s
+    if any_of and "&" in names_s:
+        raise RuleError("flowbits: cannot mix | and &")
+    if any_of and cmd not in ("isset", "isnotset"):
+        raise RuleError(f"flowbits: | only with isset/isnotset, not {cmd}")
+    names = tuple(n.strip() for n in re.split(r"[|&]", names_s))
+    for n in names:
+        if not _BIT_NAME.match(n):
+            raise RuleError(f"flowbits: invalid name {n!r}")
+    b.flowbits.append(FlowbitOp(cmd, names, any_of))
+
+
+def _xbits(b, v):
+    parts = [p.strip() for p in _need(v, "xbits").split(",")]
+    cmd = parts[0].lower()
+    if cmd == "noalert":
+        b.rule["noalert"] = True
+        return
+    if cmd not in ("set", "unset", "toggle", "isset", "isnotset") or len(parts) < 3:
+        raise RuleError("xbits: expected set|unset|toggle|isset|isnotset, name, track ip_src|ip_dst|ip_pair")
+    name = parts[1]
+    if not _BIT_NAME.match(name):
+        raise RuleError(f"xbits: invalid name {name!r}")
+    track = expire = None
+    for p in parts[2:]:
+        word, _, arg = p.partition(" ")
+        arg = arg.strip()
+        if word == "track" and arg in ("ip_src", "ip_dst", "ip_pair"):
+            track = arg
+        elif word == "expire":
+            expire = parse_int(arg, "xbits expire", 1)
+        else:
+            raise RuleError(f"xbits: unsupported option {p!r}")
+    if track is None:
+        raise RuleError("xbits: track ip_src|ip_dst|ip_pair is required")
+    b.xbits.append(XbitOp(cmd, name, track, expire))
+
+
+def _threshold_args(text: str, name: str, need_type: bool) -> Threshold:
+    vals: dict[str, str] = {}
+    for part in text.split(","):
+        word, _, arg = part.strip().partition(" ")
+        arg = arg.strip()
+        if word not in ("type", "track", "count", "seconds") or not arg:
+            raise RuleError(f"{name}: unexpected {part.strip()!r}")
+        if word in vals:
+            raise RuleError(f"{name}: {word} given twice")
+        vals[word] = arg
+    missing = [k for k in (("type",) if need_type else ()) + ("track", "count", "seconds") if k not in vals]
+    if missing:
+        raise RuleError(f"{name}: missing {', '.join(missing)}")
+    ttype = vals.get("type", "detection_filter")
+    if need_type and ttype not in ("limit", "threshold", "both"):
+        raise RuleError(f"{name}: type must be limit, threshold or both")
+    if vals["track"] not in ("by_src", "by_dst", "by_rule", "by_both"):
+        raise RuleError(f"{name}: track must be by_src, by_dst, by_rule or by_both")
+    return Threshold(ttype, vals["track"], parse_int(vals["count"], f"{name} count", 1),
+                     parse_int(vals["seconds"], f"{name} seconds", 1))
+
+
+def _threshold(b, v):
+    if b.rule.get("threshold") or b.rule.get("detection_filter"):
+        raise RuleError("threshold: only one threshold or detection_filter per rule")
+    b.rule["threshold"] = _threshold_args(_need(v, "threshold"), "threshold", True)
+
+
+def _detection_filter(b, v):
+    if b.rule.get("threshold") or b.rule.get("detection_filter"):
+        raise RuleError("detection_filter: only one threshold or detection_filter per rule")
+    b.rule["detection_filter"] = _threshold_args(_need(v, "detection_filter"), "detection_filter", False)
+
+
+# ------------------------------------------------------------------------------------ buffers & transforms
+
+def _sticky(buffer: str):
+    def setup(b, v):
+        _none(v, buffer)
+        b.set_sticky(buffer)
+    return setup
+
+
+def _modifier(buffer: str):
+    def setup(b, v):
+        _none(v, buffer)
+        b.move_last_content(buffer)
+    return setup
+
+
+def _transform(name: str):
+    def setup(b, v):
+        _none(v, name)
+        b.add_transform(name)
+    return setup
+
+
+# -------------------------------------------------------------------------------------------- the table
+
+KEYWORDS: dict[str, Keyword] = {}
+
+
+def _reg(name: str, kind: str, setup: Callable, buffer: str | None = None) -> None:
+    KEYWORDS[name] = Keyword(name, kind, setup, buffer)
+
+
+for _n, _f in (("msg", _msg), ("sid", _sid), ("rev", _rev), ("gid", _gid), ("classtype", _classtype),
+               ("priority", _priority), ("reference", _reference), ("metadata", _metadata),
+               ("target", _target), ("tag", _tag), ("noalert", _noalert), ("flow", _flow),
+               ("flowbits", _flowbits), ("xbits", _xbits), ("threshold", _threshold),
+               ("detection_filter", _detection_filter), ("stream_size", _stream_size), ("flags", _flags),
+               ("dsize", _rule_compare("dsize", 65535)), ("itype", _rule_compare("itype", 255)),
+               ("icode", _rule_compare("icode", 255)), ("ttl", _rule_compare("ttl", 255)),
+               ("ip_proto", _ip_proto), ("urilen", _urilen), ("tls.version", _tls_version)):
+    _reg(_n, "rule", _f)
+for _n, _f in (("content", _content), ("uricontent", _uricontent), ("pcre", _pcre), ("byte_test", _byte_test),
+               ("byte_jump", _byte_jump), ("byte_extract", _byte_extract), ("isdataat", _isdataat),
+               ("bsize", _bsize)):
+    _reg(_n, "match", _f)
+for _n in ("offset", "depth", "distance", "within"):
+    _reg(_n, "content-modifier", lambda b, v, _n=_n: _content_number(b, v, _n))
+for _n, _f in (("nocase", _nocase), ("rawbytes", _rawbytes), ("startswith", _startswith),
+               ("endswith", _endswith), ("fast_pattern", _fast_pattern)):
+    _reg(_n, "content-modifier", _f)
+for _n, _buf in STICKY.items():
+    _reg(_n, "sticky", _sticky(_buf), _buf)
+for _n, _buf in LEGACY_MODIFIERS.items():
+    _reg(_n, "modifier", _modifier(_buf), _buf)
+for _n in TRANSFORMS:
+    _reg(_n, "transform", _transform(_n))

@@ -1,0 +1,306 @@
+"""The rule model: what a parsed, normalised and validated Suricata rule holds for the detection engine.
+
+A `Rule` is the header (action; `proto` with the IP protocol numbers it covers in `ip_protos` and the
+application protocol it needs in `app_proto`; `src`/`dst` as compiled vars.AddressGroup, `sport`/`dport` as
+vars.PortGroup, `bidirectional` for `<>`), the identity (`gid`, `sid`, `rev`, `msg`, `classtype`,
+`priority`, `references`, `metadata`, `target`), and the condition. The condition is split the way
+Suricata splits it: `buffers` is a tuple of `MatchList`, one per inspection buffer (`buffer` is the
+canonical name from keywords.BUFFERS - "pkt_data" for the packet/stream payload, "http.uri", "dns.query",
+"tls.sni", ... - plus the `transforms` applied to it, e.g. ("dotprefix",)); each holds its `matches` in rule
+order: ContentMatch, PcreMatch, ByteTest, ByteJump, ByteExtract, IsDataAt, BufferSize (bsize). Legacy
+content modifiers (`content:"x"; http_uri;`) and sticky buffers (`http.uri; content:"x";`) give the same
+model. A match with `relative=True` is anchored at the end of the previous content/pcre/byte_jump match IN
+THE SAME LIST (or the buffer start when there is none); `distance`/`within` make a content relative. Numeric
+fields that may name a byte_extract variable are `int | str` (str = the variable, extracted earlier in the
+same rule). `fast_pattern` is the prefilter choice made with Suricata's rules (explicit `fast_pattern`, else
+the longest non-negated content among the highest-priority buffers, ties broken by pattern strength): its
+`buffer`/`transforms`, the `pattern` bytes to put in the multi-pattern DB (already chopped), `nocase`, and
+`only` (fast_pattern:only); `None` means the rule has no content and must be evaluated for every packet of its
+protocol/port group. A negated fast pattern (`negated=True`, only when every content of the rule is negated)
+cannot prefilter: treat such a rule like one without a fast pattern. Per-packet conditions are `flow`
+(FlowMatch), `flags` (TcpFlags), `dsize`/`urilen`/`itype`/`icode`/`ttl`/`ip_proto` (IntCompare), `stream_size`
+(StreamSize); state is `flowbits` (FlowbitOp) and `xbits` (XbitOp), `noalert`; rate is `threshold`
+(Threshold) and `detection_filter` (Threshold with type "detection_filter"). Every keyword that reached the
+model must be honoured: anything the parser could not express here made the rule a rejection instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .vars import AddressGroup, PortGroup
+
+Value = int | str     # a literal, or the name of a byte_extract variable set earlier in the rule
+
+
+class RuleError(ValueError):
+    """A rule that cannot be loaded. `reason` is short and groupable ("unsupported keyword: asn1");
+    file/line/sid say where, when known."""
+
+    def __init__(self, reason: str, file: str = "", line: int = 0, sid: int | None = None):
+        self.reason, self.file, self.line, self.sid = reason, file, line, sid
+        where = f"{file}:{line}: " if file else ""
+        super().__init__(f"{where}{'sid ' + str(sid) + ': ' if sid is not None else ''}{reason}")
+
+
+@dataclass(slots=True, eq=True)
+class ContentMatch:
+    pattern: bytes
+    negated: bool = False
+    nocase: bool = False
+    offset: Value | None = None
+    depth: Value | None = None
+    distance: Value | None = None
+    within: Value | None = None
+    startswith: bool = False        # normalised to offset 0, depth len(pattern) as Suricata does
+    endswith: bool = False          # the match must end at the end of the buffer
+    fast_pattern: bool = False      # chosen as the rule's fast pattern (explicitly or automatically)
+    fast_pattern_only: bool = False
+    fast_pattern_chop: tuple[int, int] | None = None   # (offset, length) of the part used for prefilter
+    explicit_fast_pattern: bool = False
+
+    @property
+    def relative(self) -> bool:
+        return self.distance is not None or self.within is not None
+
+
+@dataclass(slots=True, eq=True)
+class PcreMatch:
+    source: str                     # the regex between the slashes, as written
+    flags: str                      # the modifier letters as written, e.g. "Ri"
+    regex: object = field(compare=False, default=None)  # compiled re.Pattern (bytes) with the i/s/m/x flags
+    negated: bool = False
+    relative: bool = False          # R
+    nocase: bool = False            # i (already in regex)
+
+
+@dataclass(slots=True, eq=True)
+class ByteTest:
+    nbytes: int                     # 0 only with string: parse the digits at the offset up to a non-digit
+    operator: str                   # "<", ">", "=", "<=", ">=", "&", "^"
+    value: Value
+    offset: Value
+    negated: bool = False           # "!" before the operator
+    relative: bool = False
+    endian: str = "big"             # big | little | dce (DCERPC: from the stub's data representation)
+    string: str | None = None       # None (binary) | "hex" | "dec" | "oct"
+    bitmask: int | None = None
+
+
+@dataclass(slots=True, eq=True)
+class ByteJump:
+    nbytes: int
+    offset: Value
+    relative: bool = False
+    multiplier: int = 1
+    endian: str = "big"
+    string: str | None = None
+    align: bool = False
+    from_beginning: bool = False
+    from_end: bool = False
+    post_offset: int = 0
+    bitmask: int | None = None
+
+
+@dataclass(slots=True, eq=True)
+class ByteExtract:
+    nbytes: int
+    offset: int
+    name: str
+    relative: bool = False
+    multiplier: int = 1
+    endian: str = "big"
+    string: str | None = None
+    align: int = 0                  # 0, 2 or 4
+    bitmask: int | None = None
+
+
+@dataclass(slots=True, eq=True)
+class IsDataAt:
+    size: Value
+    negated: bool = False
+    relative: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IntCompare:
+    """x <op> value. op: "=", "!=", "<", ">", "<=", ">=", "<>" (exclusive range lo < x < hi)."""
+    op: str
+    value: int
+    high: int = 0
+
+    def matches(self, x: int) -> bool:
+        op = self.op
+        if op == "=":
+            return x == self.value
+        if op == "<":
+            return x < self.value
+        if op == ">":
+            return x > self.value
+        if op == "<>":
+            return self.value < x < self.high
+        if op == "<=":
+            return x <= self.value
+        if op == ">=":
+            return x >= self.value
+        return x != self.value
+
+
+@dataclass(slots=True, eq=True)
+class BufferSize:
+    """bsize: the length of the buffer it is in, compared with IntCompare."""
+    compare: IntCompare
+
+
+Match = ContentMatch | PcreMatch | ByteTest | ByteJump | ByteExtract | IsDataAt | BufferSize
+
+
+@dataclass(slots=True, eq=True)
+class MatchList:
+    buffer: str                     # keywords.BUFFERS name; "pkt_data" is the payload / reassembled stream
+    transforms: tuple[str, ...] = ()
+    matches: list = field(default_factory=list)   # list[Match], rule order
+
+    @property
+    def key(self) -> str:
+        return "|".join((self.buffer,) + self.transforms)
+
+
+@dataclass(frozen=True, slots=True)
+class FastPattern:
+    buffer: str
+    transforms: tuple[str, ...]
+    pattern: bytes                  # bytes for the prefilter DB (after fast_pattern:o,l chop)
+    nocase: bool
+    only: bool
+    negated: bool
+    list_index: int                 # where the content is: rule.buffers[list_index].matches[match_index]
+    match_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlowMatch:
+    established: bool | None = None     # True: established, False: not_established, None: either
+    to_server: bool | None = None       # True: to_server/from_client, False: to_client/from_server
+    stateless: bool = False
+    stream: str | None = None           # "only" (only_stream: reassembled data) | "no" (no_stream: packets)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpFlags:
+    """flags: `mode` "exact" (these and no others), "all" (+: these, others allowed), "any" (*: any of
+    these), "not" (!: none of these); `ignore` bits are masked off the packet's flags first."""
+    flags: int
+    mode: str = "exact"
+    ignore: int = 0
+
+    def matches(self, pkt_flags: int) -> bool:
+        f = pkt_flags & ~self.ignore & 0xFF
+        if self.mode == "exact":
+            return f == self.flags
+        if self.mode == "all":
+            return f & self.flags == self.flags
+        if self.mode == "any":
+            return f & self.flags != 0 if self.flags else f == 0
+        return f & self.flags == 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSize:
+    side: str                           # server | client | both | either
+    compare: IntCompare
+
+
+@dataclass(frozen=True, slots=True)
+class FlowbitOp:
+    command: str                        # set | unset | toggle | isset | isnotset
+    names: tuple[str, ...]
+    any_of: bool = False                # isset/isnotset with a|b: one of them suffices
+
+
+@dataclass(frozen=True, slots=True)
+class XbitOp:
+    command: str                        # set | unset | toggle | isset | isnotset
+    name: str
+    track: str                          # ip_src | ip_dst | ip_pair
+    expire: int | None = None           # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    type: str                           # limit | threshold | both | detection_filter
+    track: str                          # by_src | by_dst | by_rule | by_both
+    count: int
+    seconds: int
+
+
+@dataclass(slots=True, eq=False)
+class Rule:
+    action: str                         # alert | drop | reject | pass
+    proto: str                          # as written: ip, tcp, udp, icmp, http, dns, tls, smtp, ftp, tcp-pkt, ...
+    ip_protos: frozenset | None         # IP protocol numbers; None = any
+    app_proto: str | None               # http | dns | tls | smtp | ftp | None (any / none needed)
+    src: AddressGroup
+    sport: PortGroup
+    dst: AddressGroup
+    dport: PortGroup
+    bidirectional: bool
+    sid: int
+    gid: int = 1
+    rev: int = 0
+    msg: str = ""
+    classtype: str | None = None
+    priority: int = 3
+    references: tuple[tuple[str, str], ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
+    target: str | None = None           # src_ip | dest_ip
+    buffers: tuple[MatchList, ...] = ()
+    fast_pattern: FastPattern | None = None
+    flow: FlowMatch | None = None
+    flags: TcpFlags | None = None
+    dsize: IntCompare | None = None
+    urilen: IntCompare | None = None
+    urilen_raw: bool = False            # urilen on the raw URI instead of the normalised one
+    itype: IntCompare | None = None
+    icode: IntCompare | None = None
+    ttl: IntCompare | None = None
+    ip_proto: IntCompare | None = None
+    stream_size: tuple[StreamSize, ...] = ()
+    flowbits: tuple[FlowbitOp, ...] = ()
+    xbits: tuple[XbitOp, ...] = ()
+    noalert: bool = False
+    threshold: Threshold | None = None
+    detection_filter: Threshold | None = None
+    tls_version: int | None = None      # tls.version: 0x0300 (SSLv3) .. 0x0304 (TLS 1.3)
+    tag: str | None = None              # accepted, no effect on detection (tagging of later packets)
+    file: str = ""
+    line: int = 0
+    text: str = ""
+
+    def buffer(self, name: str, transforms: tuple[str, ...] = ()) -> MatchList | None:
+        for ml in self.buffers:
+            if ml.buffer == name and ml.transforms == transforms:
+                return ml
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    file: str
+    line: int
+    sid: int | None
+    reason: str                         # short and groupable: "unsupported keyword: asn1"
+    detail: str = ""                    # specifics, when the reason alone does not say enough
+
+
+@dataclass(slots=True)
+class RuleSet:
+    rules: list[Rule]
+    rejected: list[Rejection]
+    files: tuple[str, ...] = ()
+    commented: int = 0                  # commented-out rules seen (not active, not counted)
+
+    def reasons(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.rejected:
+            counts[r.reason] = counts.get(r.reason, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

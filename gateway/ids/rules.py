@@ -1,0 +1,416 @@
+"""Suricata rule language parser (Suricata 5-7 syntax): header + options -> model.Rule; rule files -> RuleSet.
+
+    variables = Variables.from_config(config)
+    ruleset = load_rules(["a.rules", "b.rules"], variables)          # -> RuleSet(rules, rejected)
+    rule = parse_rule('alert tcp any any -> any 80 (msg:"x"; content:"GET"; sid:1;)', variables)
+
+parse_rule returns a Rule or raises RuleError (never anything else). load_rules never raises for a bad rule:
+each becomes a Rejection(file, line, sid, reason); an unreadable file raises RuleFileError naming it.
+Options are split on `;` not preceded by a backslash, as Suricata does; each `name[:value]` is handed to its
+entry in keywords.KEYWORDS. An unknown keyword rejects the rule ("unsupported keyword: NAME").
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .classification import Classification, load_classifications
+from .keywords import BUFFERS, KEYWORDS, TRANSFORMS
+from .model import ContentMatch, FastPattern, FlowMatch, MatchList, Rejection, Rule, RuleError, RuleSet
+from .vars import VarError, Variables
+
+__all__ = ["ACTIONS", "PROTOCOLS", "RuleError", "RuleFileError", "load_rules", "parse_rule"]
+
+ACTIONS = ("alert", "drop", "reject", "rejectsrc", "rejectdst", "rejectboth", "pass")
+# rule protocol -> (IP protocol numbers or None for any, app-layer protocol, stream restriction)
+PROTOCOLS: dict[str, tuple[frozenset | None, str | None, str | None]] = {
+    "ip": (None, None, None), "pkthdr": (None, None, None),
+    "tcp": (frozenset({6}), None, None), "udp": (frozenset({17}), None, None),
+    "icmp": (frozenset({1, 58}), None, None), "icmpv4": (frozenset({1}), None, None),
+    "icmpv6": (frozenset({58}), None, None),
+    "tcp-pkt": (frozenset({6}), None, "no"), "tcp-stream": (frozenset({6}), None, "only"),
+    "http": (frozenset({6}), "http", None), "dns": (frozenset({6, 17}), "dns", None),
+    "tls": (frozenset({6}), "tls", None), "smtp": (frozenset({6}), "smtp", None),
+    "ftp": (frozenset({6}), "ftp", None),
+}
+_APP_IP_PROTOS = {"http": frozenset({6}), "tls": frozenset({6}), "smtp": frozenset({6}), "ftp": frozenset({6}),
+                  "dns": frozenset({6, 17})}
+MAX_RULE_LEN = 64 * 1024        # Suricata's own limit on one rule's text is 64 KiB
+MAX_OPTIONS = 512
+
+_SID_RE = re.compile(r"[(;]\s*sid\s*:\s*(\d+)")
+_COMMENTED_RULE_RE = re.compile(r"#+\s*(?:" + "|".join(ACTIONS) + r")\s+\S+\s+\S+\s+\S+\s+(?:->|<>)\s")
+
+
+class RuleFileError(OSError):
+    """A rule file that cannot be read; str() names the file and why."""
+
+
+def _pattern_strength(pat: bytes) -> int:
+    # Suricata detect-engine-mpm.c PatternStrength: rarer/more diverse bytes score higher.
+    seen = set()
+    s = 0
+    for c in pat:
+        if c in seen:
+            s += 1
+            continue
+        seen.add(c)
+        if 65 <= c <= 90 or 97 <= c <= 122:
+            s += 3
+        elif 32 <= c <= 126 or c in (0, 1, 255):
+            s += 4
+        else:
+            s += 6
+    return s
+
+
+class _Builder:
+    """Per-rule parse state the keyword setups write into (see keywords.py)."""
+
+    def __init__(self, classifications):
+        self.classifications = classifications
+        self.rule: dict = {}
+        self.lists: dict[str, MatchList] = {}
+        self.sticky: MatchList | None = None      # the current sticky buffer (may not be registered yet)
+        self.transform_ok = False
+        self.last_cm: ContentMatch | None = None
+        self.last_cm_list: MatchList | None = None
+        self.byte_vars: set[str] = set()
+        self.references: list = []
+        self.metadata: list = []
+        self.flowbits: list = []
+        self.xbits: list = []
+        self.stream_sizes: list = []
+        self.explicit_fast_pattern = False
+        self.seen: set[str] = set()
+        self.app_needs: list[tuple[str, str]] = []  # (app_proto, keyword)
+        self.tcp_needs: list[str] = []
+
+    def single(self, name: str) -> None:
+        if name in self.seen:
+            raise RuleError(f"{name}: given twice")
+        self.seen.add(name)
+
+    def need_app(self, app: str, keyword: str, direction) -> None:
+        self.app_needs.append((app, keyword))
+
+    def need_tcp(self, keyword: str) -> None:
+        self.tcp_needs.append(keyword)
+
+    def _list(self, buffer: str, transforms: tuple[str, ...] = ()) -> MatchList:
+        key = buffer if not transforms else "|".join((buffer,) + transforms)
+        ml = self.lists.get(key)
+        if ml is None:
+            ml = MatchList(buffer, transforms)
+            self.lists[key] = ml
+            app = BUFFERS[buffer].app_proto
+            if app is not None:
+                self.app_needs.append((app, buffer))
+        return ml
+
+    def set_sticky(self, buffer: str) -> None:
+        self._check_sticky_used()
+        if buffer == "pkt_data":
+            self.sticky = None
+        else:
+            self.sticky = MatchList(buffer)     # registered on its first match (transforms may follow)
+            self.transform_ok = True
+
+    def _check_sticky_used(self) -> None:
+        if self.sticky is not None and self.sticky.key not in self.lists:
+            raise RuleError(f"sticky buffer {self.sticky.buffer} has no match after it")
+
+    def add_transform(self, name: str) -> None:
+        if self.sticky is None or not self.transform_ok:
+            raise RuleError(f"{name}: transforms must directly follow a sticky buffer")
+        if name in self.sticky.transforms:
+            raise RuleError(f"{name}: given twice for one buffer")
+        self.sticky.transforms += (name,)
+
+    def add_match(self, match, buffer: str | None = None) -> None:
+        if buffer is not None:
+            target = self._list(buffer)
+        elif self.sticky is not None:
+            target = self.sticky
+            if target.key not in self.lists:
+                target = self._list(target.buffer, target.transforms)
+                self.sticky = target
+        else:
+            target = self._list("pkt_data")
+        target.matches.append(match)
+        self.transform_ok = False
+        if isinstance(match, ContentMatch):
+            self.last_cm, self.last_cm_list = match, target
+
+    def last_content(self, keyword: str) -> ContentMatch:
+        if self.last_cm is None:
+            raise RuleError(f"{keyword}: needs a preceding content")
+        return self.last_cm
+
+    def last_content_list(self) -> MatchList:
+        return self.last_cm_list
+
+    def move_last_content(self, buffer: str) -> None:
+        name = next(k for k, v in KEYWORDS.items() if v.kind == "modifier" and v.buffer == buffer)
+        if self.sticky is not None:
+            raise RuleError(f"{name}: content modifier cannot be used inside a sticky buffer")
+        cm = self.last_content(name)
+        src = self.last_cm_list
+        if src.buffer != "pkt_data":
+            raise RuleError(f"{name}: content already has a buffer modifier")
+        for i in range(len(src.matches) - 1, -1, -1):
+            if src.matches[i] is cm:
+                del src.matches[i]
+                break
+        if not src.matches:
+            del self.lists[src.key]
+        target = self._list(buffer)
+        target.matches.append(cm)
+        self.last_cm_list = target
+
+
+def _select_fast_pattern(lists: list[MatchList]) -> FastPattern | None:
+    """Suricata's choice: the explicit fast_pattern; else among non-negated contents (negated ones only
+    when there is nothing else) of the highest-priority buffers, the longest, then the strongest,
+    then the first."""
+    cands = []
+    for li, ml in enumerate(lists):
+        prio = BUFFERS[ml.buffer].priority
+        for mi, m in enumerate(ml.matches):
+            if isinstance(m, ContentMatch):
+                if m.explicit_fast_pattern:
+                    return _fast_pattern(ml, li, mi, m)
+                cands.append((prio, li, mi, m))
+    if not cands:
+        return None
+    positive = [c for c in cands if not c[3].negated]
+    pool = positive or cands
+    best_prio = min(c[0] for c in pool)
+    pool = [c for c in pool if c[0] == best_prio]
+    best_len = max(len(c[3].pattern) for c in pool)
+    pool = [c for c in pool if len(c[3].pattern) == best_len]
+    if len(pool) > 1:
+        strongest = max(_pattern_strength(c[3].pattern) for c in pool)
+        pool = [c for c in pool if _pattern_strength(c[3].pattern) == strongest]
+    _, li, mi, m = pool[0]
+    return _fast_pattern(lists[li], li, mi, m)
+
+
+def _fast_pattern(ml: MatchList, li: int, mi: int, m: ContentMatch) -> FastPattern:
+    m.fast_pattern = True
+    pat = m.pattern
+    if m.fast_pattern_chop is not None:
+        off, ln = m.fast_pattern_chop
+        pat = pat[off:off + ln]
+    return FastPattern(ml.buffer, ml.transforms, pat, m.nocase, m.fast_pattern_only, m.negated, li, mi)
+
+
+def _split_options(body: str) -> list[tuple[str, str | None]]:
+    """Split the option body at `;` not escaped by an odd run of backslashes; -> [(name, value|None)]."""
+    pieces = body.split(";")
+    if pieces[-1].strip():
+        raise RuleError("options: missing ';' after the last option (or a stray character)")
+    out = []
+    cur = None
+    for piece in pieces[:-1]:
+        cur = piece if cur is None else cur + ";" + piece
+        if cur.endswith("\\") and (len(cur) - len(cur.rstrip("\\"))) % 2 == 1:
+            continue                        # escaped ';': part of the value
+        name, sep, value = cur.partition(":")
+        name = name.strip().lower()
+        if not name or " " in name or "\t" in name:
+            raise RuleError(f"options: malformed option {cur.strip()[:40]!r}")
+        out.append((name, value.strip() if sep else None))
+        cur = None
+        if len(out) > MAX_OPTIONS:
+            raise RuleError(f"more than {MAX_OPTIONS} options")
+    if cur is not None:
+        raise RuleError("options: missing ';' after the last option")
+    return out
+
+
+def _parse_header(header: str, variables: Variables):
+    parts = header.split()
+    if len(parts) != 7:
+        raise RuleError(f"header: expected 'action proto src sport -> dst dport', got {len(parts)} fields")
+    action, proto, src, sport, direction, dst, dport = parts
+    if action not in ACTIONS:
+        raise RuleError(f"unsupported action: {action}")
+    proto = proto.lower()
+    if proto not in PROTOCOLS:
+        raise RuleError(f"unsupported protocol: {proto}")
+    if direction not in ("->", "<>"):
+        raise RuleError(f"header: direction must be -> or <>, got {direction!r}")
+    try:
+        groups = (variables.address(src), variables.port(sport), variables.address(dst), variables.port(dport))
+    except VarError as e:
+        raise RuleError(f"header: {e}") from None
+    return action, proto, groups, direction == "<>"
+
+
+def parse_rule(text: str, variables: Variables | None = None, *, file: str = "", line: int = 0,
+               classifications: dict[str, Classification] | None = None) -> Rule:
+    """Parse one rule. Raises RuleError (with file/line/sid filled in) for anything we cannot honour."""
+    sid = None
+    try:
+        if variables is None:
+            variables = _default_variables()
+        text = text.strip()
+        if len(text) > MAX_RULE_LEN:
+            raise RuleError(f"rule longer than {MAX_RULE_LEN} bytes")
+        open_i = text.find("(")
+        if open_i < 0 or not text.endswith(")"):
+            raise RuleError("rule must be 'header (options)'")
+        body = text[open_i + 1:-1]
+        m = _SID_RE.search("(" + body)
+        if m:
+            sid = int(m.group(1)) if len(m.group(1)) < 20 else None
+        action, proto, (src, sport, dst, dport), bidir = _parse_header(text[:open_i], variables)
+        b = _Builder(classifications)
+        for name, value in _split_options(body):
+            kw = KEYWORDS.get(name)
+            if kw is None:
+                raise RuleError(f"unsupported keyword: {name}")
+            kw.setup(b, value)
+        return _finish(b, action, proto, src, sport, dst, dport, bidir, file, line, text, classifications)
+    except RuleError as e:
+        if e.sid is None and sid is not None:
+            e.sid = sid
+        e.file, e.line = e.file or file, e.line or line
+        e.args = (f"{e.file}:{e.line}: " if e.file else "") + (f"sid {e.sid}: " if e.sid else "") + e.reason,
+        raise
+    except RecursionError:
+        raise RuleError("rule nested too deeply", file, line, sid) from None
+
+
+def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, line, text, classifications) -> Rule:
+    r = b.rule
+    if "sid" not in r:
+        raise RuleError("missing sid")
+    b._check_sticky_used()
+    lists = [ml for ml in b.lists.values() if ml.matches]
+    ip_protos, app_proto, stream = PROTOCOLS[proto]
+    for app, keyword in b.app_needs:
+        if app_proto is None:
+            app_proto = app
+        elif app_proto != app:
+            raise RuleError(f"{keyword} needs {app}, but the rule is for {app_proto}")
+    if app_proto is not None:
+        allowed = _APP_IP_PROTOS[app_proto]
+        ip_protos = allowed if ip_protos is None else ip_protos & allowed
+        if not ip_protos:
+            raise RuleError(f"{app_proto} keywords cannot match protocol {proto}")
+    for ml in lists:
+        if ml.buffer == "file.data" and app_proto not in (None, "http", "smtp"):
+            raise RuleError(f"file.data needs http or smtp, but the rule is for {app_proto}")
+        if ml.buffer == "file.data" and ip_protos is not None and 6 not in ip_protos:
+            raise RuleError(f"file.data needs TCP, but the rule is for {proto}")
+        if ml.buffer == "http.host" and any(isinstance(m, ContentMatch) and not m.nocase and
+                                            m.pattern != m.pattern.lower() for m in ml.matches):
+            raise RuleError("http.host content has uppercase characters; the buffer is lowercase (use nocase)")
+    if b.tcp_needs and ip_protos is not None and 6 not in ip_protos:
+        raise RuleError(f"{b.tcp_needs[0]} needs TCP, but the rule is for {proto}")
+    flow = r.get("flow")
+    if stream is not None:
+        if flow is not None and flow.stream not in (None, stream):
+            raise RuleError(f"flow stream option conflicts with protocol {proto}")
+        flow = FlowMatch(flow.established, flow.to_server, flow.stateless, stream) if flow else \
+            FlowMatch(stream=stream)
+    classtype = r.get("classtype")
+    priority = r.get("priority")
+    if priority is None:
+        cls = classifications.get(classtype) if (classifications and classtype) else None
+        priority = cls.priority if cls else 3
+    return Rule(
+        action=action, proto=proto, ip_protos=ip_protos, app_proto=app_proto, src=src, sport=sport,
+        dst=dst, dport=dport, bidirectional=bidir, sid=r["sid"], gid=r.get("gid", 1), rev=r.get("rev", 0),
+        msg=r.get("msg", ""), classtype=classtype, priority=priority, references=tuple(b.references),
+        metadata=tuple(b.metadata), target=r.get("target"), buffers=tuple(lists),
+        fast_pattern=_select_fast_pattern(lists), flow=flow, flags=r.get("flags"), dsize=r.get("dsize"),
+        urilen=r.get("urilen"), urilen_raw=r.get("urilen_raw", False), itype=r.get("itype"),
+        icode=r.get("icode"), ttl=r.get("ttl"), ip_proto=r.get("ip_proto"), stream_size=tuple(b.stream_sizes),
+        flowbits=tuple(b.flowbits), xbits=tuple(b.xbits), noalert=r.get("noalert", False),
+        threshold=r.get("threshold"), detection_filter=r.get("detection_filter"),
+        tls_version=r.get("tls_version"), tag=r.get("tag"), file=file, line=line, text=text)
+
+
+_DEFAULT_VARIABLES: Variables | None = None
+
+
+def _default_variables() -> Variables:
+    global _DEFAULT_VARIABLES
+    if _DEFAULT_VARIABLES is None:
+        _DEFAULT_VARIABLES = Variables()
+    return _DEFAULT_VARIABLES
+
+
+def iter_rule_lines(text: str):
+    """Yield (line_number, rule_text, commented) for each rule in a file's text: blank lines and plain
+    comments are skipped, `\\`-continued lines are joined, `# alert ...` is yielded with commented=True."""
+    lines = text.split("\n")
+    i, n = 0, len(lines)
+    while i < n:
+        start = i
+        cur = lines[i].rstrip("\r")
+        i += 1
+        while cur.endswith("\\") and i < n:
+            cur = cur[:-1] + lines[i].rstrip("\r").lstrip()
+            i += 1
+        s = cur.strip()
+        if not s:
+            continue
+        if s.startswith("#"):
+            if _COMMENTED_RULE_RE.match(s):
+                yield start + 1, s, True
+            continue
+        yield start + 1, s, False
+
+
+def load_rules(paths, variables: Variables | None = None,
+               classifications: dict[str, Classification] | str | Path | None = None) -> RuleSet:
+    """Load rule files. Bad rules become RuleSet.rejected entries; a duplicate (gid, sid) rejects the later
+    rule. Raises RuleFileError for a file that cannot be read. `classifications` is a dict, a path to a
+    classification.config, or None for the gateway's signatures/classification.config."""
+    if variables is None:
+        variables = _default_variables()
+    if not isinstance(classifications, dict):
+        classifications = load_classifications(classifications)
+    rules: list[Rule] = []
+    rejected: list[Rejection] = []
+    seen: dict[tuple[int, int], tuple[str, int]] = {}
+    commented = 0
+    files = []
+    for path in paths:
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise RuleFileError(f"{path}: cannot read rule file: {e.strerror or e}") from None
+        name = str(path)
+        files.append(name)
+        for lineno, text, is_comment in iter_rule_lines(data.decode("utf-8", "surrogateescape")):
+            if is_comment:
+                commented += 1
+                continue
+            try:
+                rule = parse_rule(text, variables, file=name, line=lineno, classifications=classifications)
+            except RuleError as e:
+                rejected.append(Rejection(name, lineno, e.sid, e.reason))
+                continue
+            except Exception as e:  # noqa: BLE001 - a parser bug must not stop the load; it is reported
+                m = _SID_RE.search(text)
+                rejected.append(Rejection(name, lineno, int(m.group(1)) if m else None,
+                                          f"internal parser error: {e.__class__.__name__}: {e}"))
+                continue
+            key = (rule.gid, rule.sid)
+            first = seen.get(key)
+            if first is not None:
+                rejected.append(Rejection(name, lineno, rule.sid, "duplicate sid",
+                                          f"gid {rule.gid} sid {rule.sid} first loaded at {first[0]}:{first[1]}"))
+                continue
+            seen[key] = (name, lineno)
+            rules.append(rule)
+    return RuleSet(rules, rejected, tuple(files), commented)
+
+
+__all__ += ["TRANSFORMS", "iter_rule_lines"]
