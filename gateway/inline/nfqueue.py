@@ -177,8 +177,9 @@ class NfQueue:
             if mtype == NLMSG_ERROR and seq == self._seq:
                 err = -_ERRNO.unpack_from(data, 16)[0]
                 if err:
+                    hint = " (is another process bound to this queue?)" if err == errno.EPERM else ""
                     raise NfQueueError(err, f"nfnetlink_queue: queue {self.queue}: config refused: "
-                                            f"{os.strerror(err)}")
+                                            f"{os.strerror(err)}{hint}")
                 return
 
     def fileno(self) -> int:
