@@ -32,11 +32,11 @@ def parse_classifications(text: str, where: str = "<text>") -> dict[str, Classif
         if not sep or head.strip() != "config classification":
             raise ClassificationError(f"{where}:{lineno}: expected 'config classification: name,description,"
                                       f"priority'")
-        parts = [p.strip() for p in rest.split(",")]
-        if len(parts) < 3 or not parts[0]:
+        name, _, rest = rest.partition(",")
+        description, sep, prio_s = rest.rpartition(",")
+        name, description, prio_s = name.strip(), description.strip(), prio_s.strip()
+        if not sep or not name:
             raise ClassificationError(f"{where}:{lineno}: expected name,description,priority")
-        name, prio_s = parts[0], parts[-1]
-        description = ",".join(parts[1:-1]).strip()
         try:
             priority = int(prio_s)
         except ValueError:

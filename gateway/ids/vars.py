@@ -194,10 +194,12 @@ class Variables:
 
     def validate(self) -> None:
         """Expand every variable once so a bad one is reported at load time, not at first use."""
-        for name in self.address_vars:
-            self.address("$" + name)
-        for name in self.port_vars:
-            self.port("$" + name)
+        for names, expand in ((self.address_vars, self.address), (self.port_vars, self.port)):
+            for name in names:
+                try:
+                    expand("$" + name)
+                except VarError as e:
+                    raise VarError(f"${name}: {e}") from None
 
     # -------------------------------------------------------------------------------------- addresses
     def address(self, text: str) -> AddressGroup:

@@ -1,0 +1,140 @@
+"""Rule files -> RuleSet, and `gateway rules check` (gateway/ids/rules.py load_rules, gateway/ids/check.py)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main as cli_main
+from gateway.ids import RuleFileError, Variables, load_rules
+from gateway.ids.classification import ClassificationError, parse_classifications
+
+DATA = Path(__file__).parent / "data" / "rules"
+ET_SAMPLE = DATA / "et-open-sample"
+ET_FULL = Path(__file__).resolve().parents[1].parent / "shared" / "rulesets" / "et-open-2024"
+
+GOOD = 'alert tcp any any -> any any (msg:"good {n}"; content:"x{n}"; sid:{n}; rev:1;)'
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_file_loading_comments_continuations_duplicates(tmp_path):
+    f = write(tmp_path, "a.rules", "\n".join([
+        "# a plain comment",
+        "",
+        GOOD.format(n=1),
+        '# alert tcp any any -> any any (msg:"disabled"; content:"y"; sid:2;)',
+        '#alert http $HOME_NET any -> $EXTERNAL_NET any (msg:"disabled too"; sid:3;)',
+        'alert tcp any any -> any any (msg:"multi"; \\',
+        '    content:"abc"; \\',
+        '    sid:4;)',
+        'alert tcp any any -> any any (msg:"broken"; frobnicate; sid:5;)',
+        GOOD.format(n=6),
+        'alert tcp any any -> any any (msg:"dup of 1"; content:"z"; sid:1;)',
+        'alert tcp any any -> any any (msg:"same sid, other gid"; content:"z"; sid:1; gid:3;)',
+        "not a rule at all",
+    ]) + "\n")
+    rs = load_rules([f])
+    assert [r.sid for r in rs.rules] == [1, 4, 6, 1]
+    assert rs.rules[1].line == 6 and rs.rules[1].msg == "multi"
+    assert rs.commented == 2
+    rej = {(r.line, r.sid): r for r in rs.rejected}
+    assert rej[(9, 5)].reason == "unsupported keyword: frobnicate"
+    assert rej[(11, 1)].reason == "duplicate sid" and "a.rules:3" in rej[(11, 1)].detail
+    assert rej[(13, None)].file == str(f)
+    assert rs.reasons() == {"duplicate sid": 1, "rule must be 'header (options)'": 1,
+                            "unsupported keyword: frobnicate": 1}
+
+
+def test_duplicates_across_files(tmp_path):
+    a = write(tmp_path, "a.rules", GOOD.format(n=7) + "\n")
+    b = write(tmp_path, "b.rules", GOOD.format(n=7) + "\n")
+    rs = load_rules([a, b])
+    assert len(rs.rules) == 1 and rs.rejected[0].file == str(b)
+
+
+def test_unreadable_file_is_an_error_naming_it(tmp_path):
+    with pytest.raises(RuleFileError, match="missing.rules"):
+        load_rules([tmp_path / "missing.rules"])
+
+
+def test_variables_come_from_config_values(tmp_path):
+    f = write(tmp_path, "v.rules", 'alert tcp $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (content:"x"; sid:1;)\n')
+    rs = load_rules([f], Variables({"HOME_NET": "[10.10.0.0/16]"}, {"HTTP_PORTS": "[80,8080]"}))
+    r = rs.rules[0]
+    assert r.src.contains(bytes([10, 10, 1, 1])) and not r.src.contains(bytes([10, 11, 1, 1]))
+    assert r.dst.contains(bytes([10, 11, 1, 1])) and r.dport.contains(8080)
+
+
+def test_classification_parsing_errors():
+    c = parse_classifications("config classification: a-b,Some, thing,2\n# c\n")
+    assert c["a-b"].description == "Some, thing" and c["a-b"].priority == 2
+    with pytest.raises(ClassificationError, match="x.config:1"):
+        parse_classifications("config classification: a,b,high\n", "x.config")
+    with pytest.raises(ClassificationError, match="expected"):
+        parse_classifications("classification a,b,1\n")
+
+
+# ---------------------------------------------------------------------------------------- ET Open sample
+
+def test_et_sample_loads_everything_but_the_known_rejections():
+    files = sorted(ET_SAMPLE.glob("emerging-*.rules"))
+    rs = load_rules(files)
+    assert len(rs.rules) >= 300 and rs.commented > 0
+    assert rs.rejected == [], rs.rejected[:5]
+    # the sample covers the parts detection needs
+    buffers = {ml.buffer for r in rs.rules for ml in r.buffers}
+    assert {"pkt_data", "http.uri", "http.host", "dns.query", "tls.sni", "ja3.hash"} <= buffers
+    assert all(r.fast_pattern is not None for r in rs.rules if any(ml.matches for ml in r.buffers)
+               and any(m.__class__.__name__ == "ContentMatch" for ml in r.buffers for m in ml.matches))
+
+
+def test_et_rejections_have_reasons():
+    rs = load_rules([ET_SAMPLE / "rejected-by-gateway.rules"])
+    assert rs.rules == []
+    reasons = rs.reasons()
+    assert reasons["unsupported protocol: smb"] >= 30
+    assert reasons["unsupported keyword: base64_decode"] >= 10
+    assert all(r.sid is not None and r.line > 0 for r in rs.rejected)
+
+
+@pytest.mark.skipif(not ET_FULL.is_dir(), reason="full ET Open ruleset not present (../shared/rulesets)")
+def test_full_et_open_loads_at_least_95_percent():
+    rs = load_rules(sorted(ET_FULL.glob("*.rules")))
+    total = len(rs.rules) + len(rs.rejected)
+    assert total > 20000
+    assert len(rs.rules) / total >= 0.95, rs.reasons()
+
+
+# ---------------------------------------------------------------------------------- gateway rules check
+
+def test_check_cli_json(tmp_path, capsys):
+    f = write(tmp_path, "c.rules", GOOD.format(n=1) + "\nalert tcp any any -> any any (asn1:x; sid:2;)\n"
+              + '# alert tcp any any -> any any (content:"q"; sid:3;)\n')
+    assert cli_main(["rules", "check", "--json", str(f)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["loaded"] == 1 and out["rejected"] == 1 and out["commented"] == 1
+    assert out["reasons"] == {"unsupported keyword: asn1": 1}
+    assert out["rejected_rules"] == [{"file": str(f), "line": 2, "sid": 2,
+                                      "reason": "unsupported keyword: asn1", "detail": ""}]
+
+
+def test_check_cli_text_and_errors(tmp_path, capsys):
+    f = write(tmp_path, "c.rules", "alert tcp any any -> any any (asn1:x; sid:2;)\n")
+    assert cli_main(["rules", "check", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert f"{f}:1: sid 2: unsupported keyword: asn1" in out and "loaded 0" in out and "rejected 1" in out
+    assert cli_main(["rules", "check", str(tmp_path / "nope.rules")]) == 2
+    assert "nope.rules" in capsys.readouterr().err
+
+
+def test_check_cli_uses_config_vars(tmp_path, capsys):
+    cfg = write(tmp_path, "gw.toml", '[vars]\nHOME_NET = "[10.10.0.0/16]"\nMY_PORTS = "[1,2"\n')
+    f = write(tmp_path, "c.rules", GOOD.format(n=1) + "\n")
+    assert cli_main(["rules", "check", "--config", str(cfg), str(f)]) == 2
+    assert "$MY_PORTS" in capsys.readouterr().err
+    cfg.write_text('[vars]\nHOME_NET = "[10.10.0.0/16]"\n')
+    assert cli_main(["rules", "check", "--config", str(cfg), str(f)]) == 0
