@@ -190,6 +190,11 @@ class BodyDecoder:
             data = layer.feed(data, final)
         return data
 
+    @property
+    def truncated(self) -> bool:
+        """Some layer hit the output cap: the decoded body is longer than what was kept."""
+        return any(layer.produced >= layer.limit and not layer.eof for layer in self.layers)
+
     def finish(self) -> bytes:
         out = self.feed(b"", True)
         for layer in self.layers:

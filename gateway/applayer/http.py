@@ -877,6 +877,8 @@ class HttpParser:
         tx = d.tx
         if d.decoder is not None:
             self._store_body(d, tx, d.decoder.finish())
+            if d.decoder.truncated:
+                self._mark_truncated(d, tx)
             for code in d.decoder.anomalies:
                 self._anomaly(tx, code, d.to_server)
             d.decoder = None
