@@ -1,0 +1,91 @@
+"""Smoke tests of the benchmark suite: shapes and bookkeeping, never speed (speed lives in benchmarks/)."""
+from __future__ import annotations
+
+import itertools
+import json
+
+from benchmarks import inline, offline, plot
+from gateway.packet import decode
+from gateway.pipeline import Inspector, Verdict
+from gateway.stages import build_stages
+
+
+def test_offline_writes_json_of_every_configuration(tmp_path):
+    out = tmp_path / "offline.json"
+    assert offline.main(["--count", "3000", "--repeats", "1", "--max-seconds", "30", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["benchmark"] == "offline"
+    assert res["command"].startswith("python -m benchmarks.offline")
+    assert [r["name"] for r in res["results"]] == list(offline.CONFIGS) + ["replay"]
+    assert res["trace"]["packets"] == 3000
+    assert sum(res["trace"]["packets_by_proto"].values()) == 3000
+    for r in res["results"]:
+        assert set(r) >= {"name", "label", "pps", "pps_cpu", "mbps", "us_per_packet", "runs"}, r
+        assert len(r["runs"]) == 1
+        run = r["runs"][0]
+        assert run["packets"] == 3000, r          # bounded by count, not cut by the time cap
+        assert run["bytes"] > 3000 * 40
+        assert r["pps"] > 0 and r["mbps"] > 0
+    replay = res["results"][-1]["runs"][0]
+    assert replay["events"] > 0                   # flow events reached the EVE file
+
+
+def test_trace_mix_is_what_the_benchmark_claims():
+    trace, desc = offline.build_trace(6000, concurrency=64)
+    assert len(trace) == 6000 and desc["packets"] == 6000
+    by = desc["packets_by_proto"]
+    assert by["tcp"] > 0.8 * 6000 and by["udp"] > 0 and by["icmp"] > 0
+    pkts = [decode(d, ts) for d, ts, _i, _o in trace]
+    assert all(b.ts > a.ts for a, b in itertools.pairwise(pkts))
+    data_sizes = [len(p.payload) for p in pkts if p.proto == 6 and p.payload]
+    assert min(data_sizes) >= 1000 and max(data_sizes) <= 1400
+    # Every conversation is its own flow (patched client address/port), interleaved.
+    cfg = offline.clinic_config(bypass=False)
+    insp = Inspector(cfg, build_stages(cfg))
+    for d, ts, indev, outdev in trace:
+        insp.process(d, ts, indev, outdev)
+    assert insp.errors == 0, insp.last_error
+    assert insp.flows.created > desc["conversations"] - 64 - 1
+    verdicts = {}
+    for (v, _reason), (n, _b) in insp.counts.items():
+        verdicts[v] = verdicts.get(v, 0) + n
+    assert verdicts[Verdict.ACCEPT] > 0.9 * 6000
+    assert verdicts.get(Verdict.REJECT, 0) > 0            # SYNs to TCP 445: the clinic policy rejects them
+
+
+def test_plot_writes_a_png_with_or_without_inline_results(tmp_path):
+    off = {"host": {"cpu": "x", "cores": 2, "python": "3.11"}, "params": {"count": 10},
+           "trace": {"mean_ip_bytes": 700},
+           "results": [{"label": "decode only", "pps": 1000, "mbps": 5.0, "us_per_packet": 1.0}]}
+    inl = {"params": {"streams": 4, "seconds": 5},
+           "cases": [{"case": c, "label": f"({c}) x, 1q", "queues": 1, "goodput_mbps": g, "forwarded_pps": p}
+                     for c, g, p in (("a", 2000, 2e5), ("b", 400, 4e4), ("c", 300, 3e4), ("d", 1800, 1.6e5))]}
+    inl["ratios"] = inline.compute_ratios(inl["cases"])
+    for name, i in (("both.png", inl), ("off.png", None)):
+        out = plot.plot(off, i, tmp_path / name)
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ratios_pair_cases_by_queue_count_and_skip_failed_runs():
+    cases = [
+        {"case": "a", "queues": None, "goodput_mbps": 2000.0, "forwarded_pps": 200000},
+        {"case": "b", "queues": 1, "goodput_mbps": 400.0, "forwarded_pps": 40000},
+        {"case": "c", "queues": 1, "goodput_mbps": 300.0, "forwarded_pps": 30000},
+        {"case": "d", "queues": 1, "goodput_mbps": 1500.0, "forwarded_pps": 120000},
+        {"case": "b", "queues": 2, "goodput_mbps": 500.0, "forwarded_pps": 50000},
+        {"case": "c", "queues": 2, "error": "iperf3 did not finish"},
+    ]
+    r = inline.compute_ratios(cases)
+    assert r["c_over_b_1q"] == {"goodput": 0.75, "pps": 0.75, "target": 0.6}
+    assert r["d_over_a_1q"] == {"goodput": 0.75, "pps": 0.6, "target": 0.5}
+    assert "c_over_b_2q" not in r and "d_over_a_2q" not in r
+
+
+def test_py_spy_collapsed_stacks_are_summarised(tmp_path):
+    raw = tmp_path / "p.collapsed"
+    raw.write_text("run (gateway/inline/worker.py:120);process (gateway/pipeline.py:105);decode (gateway/packet.py:90) 30\n"
+                   "run (gateway/inline/worker.py:120);recv_burst (gateway/inline/nfqueue.py:200) 10\n")
+    text = inline.summarise_collapsed(raw)
+    assert "40 samples" in text
+    assert " 75.0   decode (packet.py)" in text        # self share
+    assert "100.0   run (worker.py)" in text            # inclusive share
