@@ -16,4 +16,16 @@ def build_stages(config: Config, signatures: SignatureSet | None = None, ips: bo
 
     stages: list[Stage] = [FirewallStage(config)]
     stages.append(StreamStage(config.stream))
+    from .applayer.stage import AppLayerStage
+
+    stages.append(AppLayerStage(config))
+    if signatures is not None and signatures.rule_files:
+        from .ids.rules import RuleFileError
+        from .ids.stage import build_ids_stage
+        from .signatures import SignatureError
+
+        try:
+            stages.append(build_ids_stage(config, signatures.rule_files, ips=ips))
+        except RuleFileError as e:
+            raise SignatureError(str(e)) from None
     return stages

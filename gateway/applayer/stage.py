@@ -1,0 +1,165 @@
+"""AppLayerStage: protocol detection per flow, then the right sans-I/O parser fed with the flow's bytes.
+
+For TCP it reads what the stream stage made contiguous on this packet (`ctx.stream_data`); for UDP the
+datagram payload. Until the protocol is known, the first bytes of each direction are kept (bounded by
+PROBE_BYTES) and `detect()` is asked again as they grow; past the bound, or when detection says no, the
+flow is given up as unknown and costs nothing more. Once known, `flow.app_proto` is set and every later
+byte goes to the parser.
+
+The transactions a packet updated are left on the flow's AppState (`updated`, tagged with the packet's
+context) for the IDS stage, which evaluates app-layer rules against them. Parser anomalies become EVE
+`anomaly` events (at most MAX_ANOMALY_EVENTS per flow, the rest only counted).
+"""
+from __future__ import annotations
+
+from ..events import packet_event
+from ..packet import FIN, PROTO_TCP, PROTO_UDP, RST
+from ..pipeline import PacketContext, Stage
+from .detect import detect
+from .dns import DnsParser
+from .http import HttpParser
+from .tls import TlsParser
+
+PROBE_BYTES = 4096          # bytes per direction kept while the protocol is undecided
+MAX_ANOMALY_EVENTS = 32     # anomaly events logged per flow
+_PARSERS = {"http": HttpParser, "tls": TlsParser}
+
+
+class AppState:
+    """What the stage keeps per flow (flow.state["applayer"])."""
+
+    __slots__ = ("proto", "parser", "probe", "failed", "updated", "ctx", "anomalies", "closed")
+
+    def __init__(self) -> None:
+        self.proto: str | None = None
+        self.parser = None
+        self.probe = [bytearray(), bytearray()]    # [to_client, to_server] while undecided
+        self.failed = False                         # undecided for good: nothing to parse
+        self.updated: list = []                     # (app, tx) updated by the current packet
+        self.ctx = None                             # the packet `updated` belongs to
+        self.anomalies = 0
+        self.closed = [False, False]                # eof() given per direction [to_client, to_server]
+
+
+def updated_transactions(ctx: PacketContext) -> list:
+    """The (app, tx) pairs the current packet updated (empty when it updated none)."""
+    st = ctx.flow.state.get("applayer")
+    if st is None or st.ctx is not ctx:
+        return []
+    return st.updated
+
+
+class AppLayerStage(Stage):
+    name = "applayer"
+
+    def __init__(self, config=None):
+        self.config = config
+        self.detected: dict[str, int] = {}
+        self.anomaly_total = 0
+
+    def on_packet(self, ctx: PacketContext) -> None:
+        pkt = ctx.pkt
+        proto = pkt.proto
+        if proto != PROTO_TCP and proto != PROTO_UDP:
+            return
+        flow = ctx.flow
+        st = flow.state.get("applayer")
+        if st is None:
+            st = flow.state["applayer"] = AppState()
+        elif st.failed:
+            return
+        st.ctx = ctx
+        st.updated = []
+        to_server = ctx.to_server
+        data = ctx.stream_data if proto == PROTO_TCP else pkt.payload
+        if st.proto is None:
+            if not data:
+                return
+            probe = st.probe[to_server]
+            if len(probe) < PROBE_BYTES:
+                probe += data[:PROBE_BYTES - len(probe)]
+            app = detect(bytes(st.probe[1]), bytes(st.probe[0]), "tcp" if proto == PROTO_TCP else "udp",
+                         flow.cport, flow.sport)
+            if app is None:
+                if proto == PROTO_UDP or len(probe) >= PROBE_BYTES or (
+                        len(st.probe[0]) and len(st.probe[1])) and flow.pkts_toserver + flow.pkts_toclient > 16:
+                    self._give_up(st)
+                return
+            if app == "dns":
+                parser = DnsParser(tcp=proto == PROTO_TCP)
+            else:
+                cls = _PARSERS.get(app)
+                if cls is None:          # smtp/ftp: no parser here; detection alone names the flow
+                    flow.app_proto = app
+                    self.detected[app] = self.detected.get(app, 0) + 1
+                    self._give_up(st)
+                    return
+                parser = cls()
+            st.proto, st.parser = app, parser
+            flow.app_proto = app
+            self.detected[app] = self.detected.get(app, 0) + 1
+            if proto == PROTO_UDP:
+                events = parser.feed(bytes(data), to_server)
+            else:
+                # the bytes seen while undecided: the client's first, as a conversation has them
+                events = []
+                if st.probe[1]:
+                    events += parser.feed(bytes(st.probe[1]), True)
+                if st.probe[0]:
+                    events += parser.feed(bytes(st.probe[0]), False)
+            st.probe = [bytearray(), bytearray()]
+            self._events(ctx, st, events)
+        elif data:
+            self._events(ctx, st, st.parser.feed(data, to_server))
+        if proto == PROTO_TCP and pkt.tcp_flags & (FIN | RST) and st.proto == "http":
+            for d in ((to_server,) if pkt.tcp_flags & FIN else (True, False)):
+                if not st.closed[d]:
+                    st.closed[d] = True
+                    self._events(ctx, st, st.parser.eof(d))
+
+    @staticmethod
+    def _give_up(st: AppState) -> None:
+        st.failed = True
+        st.probe = [bytearray(), bytearray()]
+
+    def _events(self, ctx: PacketContext, st: AppState, events) -> None:
+        if not events:
+            return
+        updated = st.updated
+        app = st.proto
+        for ev in events:
+            if ev.kind == "anomaly":
+                self.anomaly_total += 1
+                st.anomalies += 1
+                if st.anomalies <= MAX_ANOMALY_EVENTS:
+                    e = packet_event("anomaly", ctx.pkt, ctx.flow)
+                    e["anomaly"] = {"app_proto": app, "type": "applayer", "event": ev.info,
+                                    "layer": "proto_parser"}
+                    ctx.emit(e)
+                if ev.tx is None:
+                    continue
+            tx = ev.tx
+            if tx is None:
+                continue
+            for a, t in updated:
+                if t is tx:
+                    break
+            else:
+                updated.append((app, tx))
+
+    def done(self, flow) -> bool:
+        st = flow.state.get("applayer")
+        if st is None:
+            return flow.proto not in (PROTO_TCP, PROTO_UDP)
+        if st.failed:
+            return True
+        if st.proto == "tls":
+            return bool(st.parser.done)
+        return False
+
+    def on_flow_end(self, flow) -> None:
+        st = flow.state.get("applayer")
+        if st is not None:
+            st.parser = None
+            st.updated = []
+            st.ctx = None

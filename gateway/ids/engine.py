@@ -1,0 +1,483 @@
+"""The detection engine: rule groups, one prefilter scan per buffer, full evaluation of candidates only.
+
+Built once per rule set (`DetectionEngine(rules)`), then `inspect(...)` per packet. Layout:
+
+- Rules are grouped by IP protocol (tcp, udp, icmp, other; an `ip` rule is in every group), so a packet is
+  never compared with rules of another protocol. Inside a group:
+    * one Hyperscan database per buffer kind ("pkt_data", "http.uri", "dns.query|dotprefix", ...) holding
+      the fast pattern of every rule that has one there (prefilter.py);
+    * the rules without a usable fast pattern (no content, or only negated content), bucketed by
+      destination port, with the port-agnostic ones (any, bidirectional, large port sets) in one list.
+- Packet rules use only the packet payload / reassembled stream bytes (pkt_data) and header keywords.
+  Transaction rules (any app-layer buffer, urilen, tls.version) are evaluated against the transactions the
+  app-layer stage updated on this packet; each fires at most once per transaction, as in Suricata.
+- Candidates are evaluated in Suricata's order: action (pass, drop, reject, alert), flowbits writers before
+  readers, priority, then load order. A matching pass rule ends the evaluation for the packet.
+
+State: flowbits and per-transaction alert memory live on the flow (flow.state["ids"]); xbits and
+threshold/detection_filter counters live here, each bounded (oldest entry evicted first).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+from ..flow import TCP_CLOSING, TCP_ESTABLISHED
+from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from .keywords import BUFFERS
+from .match import apply_transforms, match_list
+from .model import Rule
+from .prefilter import BufferPrefilter, default_cache_dir
+
+ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
+_GROUPS = (PROTO_TCP, PROTO_UDP, PROTO_ICMP, 0)     # 0: every other IP protocol (and ICMPv6 shares ICMP)
+_PORT_BUCKET_MAX = 1024                             # rules with more dst ports go to the any-port list
+_APP_OF_BUFFER = {name: spec.app_proto for name, spec in BUFFERS.items()}
+_APP_OF_BUFFER["file.data"] = "http"                # our only file.data producer (SMTP: mail filter)
+MAX_TX_MEMORY = 256                                 # per flow: transactions whose alerts we remember
+MAX_XBITS = 65536
+MAX_THRESHOLD_ENTRIES = 65536
+
+
+class _CRule:
+    """A rule plus what the engine precomputes for it."""
+
+    __slots__ = ("rule", "idx", "order", "pkt_lists", "tx_lists", "is_tx", "app", "src_any", "dst_any",
+                 "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits")
+
+    def __init__(self, rule: Rule, idx: int):
+        self.rule = rule
+        self.idx = idx
+        self.pkt_lists = tuple(ml for ml in rule.buffers if ml.buffer == "pkt_data")
+        tx_lists = []
+        flow_dir = rule.flow.to_server if rule.flow is not None else None
+        for ml in rule.buffers:
+            if ml.buffer == "pkt_data":
+                continue
+            spec = BUFFERS.get(ml.buffer)
+            d = spec.direction if spec is not None else None
+            to_server = True if d == "to_server" else False if d == "to_client" else flow_dir
+            tx_lists.append((ml, to_server))
+        self.tx_lists = tuple(tx_lists)
+        self.is_tx = bool(tx_lists) or rule.urilen is not None or rule.tls_version is not None
+        self.app = rule.app_proto
+        if self.is_tx and self.app is None:
+            self.app = next((_APP_OF_BUFFER.get(ml.buffer) for ml, _ in tx_lists), None)
+        self.src_any = rule.src.is_any
+        self.dst_any = rule.dst.is_any
+        self.sport_any = rule.sport.is_any
+        self.dport_any = rule.dport.is_any
+        self.needs_payload = bool(self.pkt_lists)
+        self.reads_bits = any(op.command in ("isset", "isnotset") for op in rule.flowbits)
+        self.writes_bits = any(op.command in ("set", "unset", "toggle") for op in rule.flowbits)
+        fb = 2 if self.writes_bits and not self.reads_bits else 1 if self.writes_bits else \
+            0 if self.reads_bits else -1
+        self.order = (ACTION_RANK.get(rule.action, 3), -fb, rule.priority, idx)
+
+
+class _Group:
+    """The rules of one IP-protocol group."""
+
+    __slots__ = ("prefilters", "tx_prefilters", "nofp_any", "nofp_port", "tx_nofp")
+
+    def __init__(self):
+        self.prefilters: dict[str, BufferPrefilter] = {}
+        # app -> [(buffer name, transforms, prefilter)]
+        self.tx_prefilters: dict[str, list] = {}
+        self.nofp_any: list[int] = []
+        self.nofp_port: dict[int, list[int]] = {}
+        self.tx_nofp: dict[str, list[int]] = {}
+
+
+class Match:
+    """One rule that matched on this packet (tx is the transaction for app-layer rules)."""
+
+    __slots__ = ("rule", "tx", "app")
+
+    def __init__(self, rule: Rule, tx, app: str | None):
+        self.rule = rule
+        self.tx = tx
+        self.app = app
+
+
+def _rule_groups(rule: Rule):
+    protos = rule.ip_protos
+    for g in _GROUPS:
+        if protos is None:
+            yield g
+        elif g == 0:
+            if any(p not in (PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6) for p in protos):
+                yield g
+        elif g == PROTO_ICMP:
+            if PROTO_ICMP in protos or PROTO_ICMPV6 in protos:
+                yield g
+        elif g in protos:
+            yield g
+
+
+def _port_count(pg) -> int:
+    return sum(hi - lo + 1 for lo, hi in pg.ranges)
+
+
+class DetectionEngine:
+    def __init__(self, rules: list[Rule], cache_dir: Path | None | str = "default"):
+        if cache_dir == "default":
+            cache_dir = default_cache_dir()
+        self.rules = [_CRule(r, i) for i, r in enumerate(rules)]
+        self.groups: dict[int, _Group] = {}
+        entries: dict[tuple[int, str], list] = {}
+        for cr in self.rules:
+            r = cr.rule
+            fp = r.fast_pattern
+            usable = fp is not None and not fp.negated
+            for g in _rule_groups(r):
+                grp = self.groups.setdefault(g, _Group())
+                if usable:
+                    key = "|".join((fp.buffer,) + fp.transforms)
+                    entries.setdefault((g, key), []).append((fp.pattern, fp.nocase, cr.idx))
+                elif cr.is_tx:
+                    grp.tx_nofp.setdefault(cr.app, []).append(cr.idx)
+                elif r.bidirectional or cr.dport_any or _port_count(r.dport) > _PORT_BUCKET_MAX:
+                    grp.nofp_any.append(cr.idx)
+                else:
+                    for lo, hi in r.dport.ranges:
+                        for port in range(lo, hi + 1):
+                            grp.nofp_port.setdefault(port, []).append(cr.idx)
+        self.compiled_from_cache = 0
+        for (g, key), ents in entries.items():
+            pf = BufferPrefilter(ents, cache_dir)
+            self.compiled_from_cache += pf.from_cache
+            grp = self.groups[g]
+            name, *transforms = key.split("|")
+            if name == "pkt_data" and not transforms:
+                grp.prefilters[key] = pf
+            else:
+                app = _APP_OF_BUFFER.get(name)
+                grp.tx_prefilters.setdefault(app, []).append((name, tuple(transforms), pf))
+        for grp in self.groups.values():
+            grp.nofp_any.sort()
+            for lst in grp.nofp_port.values():
+                lst.sort()
+        self.xbits: OrderedDict = OrderedDict()
+        self.thresholds: OrderedDict = OrderedDict()
+        self.evaluated = 0          # full rule evaluations (for profiling/benchmarks)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    # ------------------------------------------------------------------ per packet
+    def inspect(self, pkt, flow, to_server: bool, pkt_data: bytes, txs, stream_only: bool = True) -> list[Match]:
+        """Rules matching this packet. `pkt_data` is the payload / stream bytes to inspect; `txs` is a list of
+        (app, tx) the app-layer stage updated on this packet. Returns matches in evaluation order, after
+        flowbits/thresholds were applied; a matching pass rule stops the evaluation."""
+        proto = pkt.proto
+        grp = self.groups.get(PROTO_ICMP if proto == PROTO_ICMPV6 else proto if proto in _GROUPS else 0)
+        if grp is None:
+            return []
+        rules = self.rules
+        # candidate rule index -> list of txs (None = packet rule)
+        cands: dict[int, object] = {}
+        if pkt_data:
+            pf = grp.prefilters.get("pkt_data")
+            if pf is not None:
+                for tup in pf.scan(pkt_data):
+                    for i in tup:
+                        cands[i] = None
+        for i in grp.nofp_any:
+            cands[i] = None
+        lst = grp.nofp_port.get(pkt.dport)
+        if lst:
+            for i in lst:
+                cands[i] = None
+        tx_cands: dict[int, list] = {}
+        if txs:
+            for app, tx in txs:
+                for i in grp.tx_nofp.get(app, ()):
+                    tx_cands.setdefault(i, []).append((app, tx))
+                for name, transforms, pf in grp.tx_prefilters.get(app, ()):
+                    for buf in _tx_buffers(app, tx, name, to_server):
+                        if transforms:
+                            buf = apply_transforms(buf, transforms)
+                        for tup in pf.scan(buf):
+                            for i in tup:
+                                tl = tx_cands.setdefault(i, [])
+                                if (app, tx) not in tl:
+                                    tl.append((app, tx))
+        # tx rules whose fast pattern sits in pkt_data: candidates for every updated tx of their app
+        for i in [i for i in cands if rules[i].is_tx]:
+            del cands[i]
+            if txs:
+                cr = rules[i]
+                tl = tx_cands.setdefault(i, [])
+                for app, tx in txs:
+                    if (cr.app is None or cr.app == app) and (app, tx) not in tl:
+                        tl.append((app, tx))
+        if not cands and not tx_cands:
+            return []
+        order = sorted(list(cands) + [i for i in tx_cands if i not in cands], key=lambda i: rules[i].order)
+        state = flow.state.get("ids")
+        if state is None:
+            state = flow.state["ids"] = {"bits": set(), "tx": OrderedDict()}
+        out: list[Match] = []
+        for i in order:
+            cr = rules[i]
+            if not self._header(cr, pkt, flow, to_server, state):
+                continue
+            tl = tx_cands.get(i)
+            if tl is None:
+                if cr.is_tx:
+                    continue
+                if cr.needs_payload and not pkt_data:
+                    continue
+                self.evaluated += 1
+                if not all(match_list(ml, pkt_data) for ml in cr.pkt_lists):
+                    continue
+                matched = [(None, None)]
+            else:
+                matched = []
+                txmem = state["tx"]
+                for app, tx in tl:
+                    if cr.app is not None and cr.app != app:
+                        continue
+                    seen = txmem.get(id(tx))
+                    if seen is not None and seen[0] is tx and i in seen[1]:
+                        continue
+                    self.evaluated += 1
+                    if not self._tx_match(cr, app, tx, to_server, pkt_data):
+                        continue
+                    if seen is None or seen[0] is not tx:
+                        seen = txmem[id(tx)] = (tx, set())
+                        if len(txmem) > MAX_TX_MEMORY:
+                            txmem.popitem(last=False)
+                    seen[1].add(i)
+                    matched.append((app, tx))
+            if not matched:
+                continue
+            rule = cr.rule
+            for app, tx in matched:
+                self._post_match(cr, pkt, flow, state)
+                if rule.noalert:
+                    continue
+                if (rule.threshold is not None or rule.detection_filter is not None) and \
+                        not self._threshold_ok(rule, pkt):
+                    continue
+                out.append(Match(rule, tx, app))
+            if rule.action == "pass" and out and out[-1].rule is rule:
+                break
+        return out
+
+    # ------------------------------------------------------------------ conditions
+    def _header(self, cr: _CRule, pkt, flow, to_server: bool, state) -> bool:
+        r = cr.rule
+        if r.app_proto is not None and flow.app_proto != r.app_proto:
+            return False
+        if not self._addresses(cr, pkt):
+            return False
+        fm = r.flow
+        if fm is not None:
+            if fm.to_server is not None and fm.to_server != to_server:
+                return False
+            if fm.established is not None and _established(flow, pkt) != fm.established:
+                return False
+        if r.flags is not None and (pkt.proto != PROTO_TCP or not r.flags.matches(pkt.tcp_flags)):
+            return False
+        if r.dsize is not None and not r.dsize.matches(len(pkt.payload)):
+            return False
+        if r.ttl is not None and not r.ttl.matches(pkt.ttl):
+            return False
+        if r.ip_proto is not None and not r.ip_proto.matches(pkt.proto):
+            return False
+        if r.itype is not None and (pkt.icmp_type < 0 or not r.itype.matches(pkt.icmp_type)):
+            return False
+        if r.icode is not None and (pkt.icmp_code < 0 or not r.icode.matches(pkt.icmp_code)):
+            return False
+        if r.stream_size and not all(_stream_size(ss, flow) for ss in r.stream_size):
+            return False
+        if cr.reads_bits and not self._bits_ok(r, state["bits"]):
+            return False
+        if r.xbits and not self._xbits_ok(r, pkt):
+            return False
+        return True
+
+    @staticmethod
+    def _addresses(cr: _CRule, pkt) -> bool:
+        r = cr.rule
+        if ((cr.src_any or r.src.contains(pkt.src)) and (cr.dst_any or r.dst.contains(pkt.dst))
+                and (cr.sport_any or r.sport.contains(pkt.sport))
+                and (cr.dport_any or r.dport.contains(pkt.dport))):
+            return True
+        if r.bidirectional:
+            return ((cr.src_any or r.src.contains(pkt.dst)) and (cr.dst_any or r.dst.contains(pkt.src))
+                    and (cr.sport_any or r.sport.contains(pkt.dport))
+                    and (cr.dport_any or r.dport.contains(pkt.sport)))
+        return False
+
+    @staticmethod
+    def _bits_ok(r: Rule, bits: set) -> bool:
+        for op in r.flowbits:
+            if op.command == "isset":
+                ok = any(n in bits for n in op.names) if op.any_of else all(n in bits for n in op.names)
+            elif op.command == "isnotset":
+                ok = any(n not in bits for n in op.names) if op.any_of else all(n not in bits for n in op.names)
+            else:
+                continue
+            if not ok:
+                return False
+        return True
+
+    def _xbit_key(self, op, pkt):
+        if op.track == "ip_src":
+            return (op.name, "s", pkt.src)
+        if op.track == "ip_dst":
+            return (op.name, "d", pkt.dst)
+        a, b = sorted((pkt.src, pkt.dst))
+        return (op.name, "p", a, b)
+
+    def _xbits_ok(self, r: Rule, pkt) -> bool:
+        for op in r.xbits:
+            if op.command not in ("isset", "isnotset"):
+                continue
+            exp = self.xbits.get(self._xbit_key(op, pkt))
+            present = exp is not None and (exp == 0 or exp >= pkt.ts)
+            if present != (op.command == "isset"):
+                return False
+        return True
+
+    def _tx_match(self, cr: _CRule, app: str, tx, to_server: bool, pkt_data: bytes) -> bool:
+        r = cr.rule
+        if cr.pkt_lists:
+            if not pkt_data or not all(match_list(ml, pkt_data) for ml in cr.pkt_lists):
+                return False
+        if r.urilen is not None:
+            if app != "http":
+                return False
+            uri = tx.uri_raw if r.urilen_raw else tx.uri
+            if not tx.request_line or not r.urilen.matches(len(uri)):
+                return False
+        if r.tls_version is not None:
+            if app != "tls" or tx.version != r.tls_version:
+                return False
+        for ml, direction in cr.tx_lists:
+            d = to_server if direction is None else direction
+            bufs = _tx_buffers(app, tx, ml.buffer, d)
+            if not bufs:
+                return False
+            ok = False
+            for buf in bufs:
+                if ml.transforms:
+                    buf = apply_transforms(buf, ml.transforms)
+                if match_list(ml, buf):
+                    ok = True
+                    break
+            if not ok:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ state updates
+    def _post_match(self, cr: _CRule, pkt, flow, state) -> None:
+        r = cr.rule
+        if cr.writes_bits:
+            bits = state["bits"]
+            for op in r.flowbits:
+                c = op.command
+                for n in op.names:
+                    if c == "set":
+                        bits.add(n)
+                    elif c == "unset":
+                        bits.discard(n)
+                    elif c == "toggle":
+                        if n in bits:
+                            bits.discard(n)
+                        else:
+                            bits.add(n)
+        for op in r.xbits:
+            key = self._xbit_key(op, pkt)
+            if op.command == "set":
+                self.xbits[key] = pkt.ts + op.expire if op.expire else 0
+                self.xbits.move_to_end(key)
+                if len(self.xbits) > MAX_XBITS:
+                    self.xbits.popitem(last=False)
+            elif op.command == "unset":
+                self.xbits.pop(key, None)
+            elif op.command == "toggle":
+                if self.xbits.pop(key, None) is None:
+                    self.xbits[key] = pkt.ts + op.expire if op.expire else 0
+
+    def _threshold_ok(self, r: Rule, pkt) -> bool:
+        for th in (r.detection_filter, r.threshold):
+            if th is None:
+                continue
+            if th.track == "by_src":
+                tk = pkt.src
+            elif th.track == "by_dst":
+                tk = pkt.dst
+            elif th.track == "by_both":
+                tk = (pkt.src, pkt.dst)
+            else:
+                tk = None
+            key = (r.gid, r.sid, th.type, tk)
+            ent = self.thresholds.get(key)
+            now = pkt.ts
+            if ent is None or now - ent[1] > th.seconds:
+                ent = [0, now, False]
+                self.thresholds[key] = ent
+                if len(self.thresholds) > MAX_THRESHOLD_ENTRIES:
+                    self.thresholds.popitem(last=False)
+            ent[0] += 1
+            n = ent[0]
+            t = th.type
+            if t == "limit":
+                ok = n <= th.count
+            elif t == "threshold":
+                ok = n >= th.count
+                if ok:
+                    ent[0] = 0
+            elif t == "both":
+                ok = n >= th.count and not ent[2]
+                if ok:
+                    ent[2] = True
+            else:   # detection_filter: every match after the first `count`
+                ok = n > th.count
+            if not ok:
+                return False
+        return True
+
+
+def _established(flow, pkt) -> bool:
+    if flow.proto == PROTO_TCP:
+        return flow.tcp_state in (TCP_ESTABLISHED, TCP_CLOSING)
+    return flow.pkts_toserver > 0 and flow.pkts_toclient > 0
+
+
+def _stream_size(ss, flow) -> bool:
+    streams = flow.streams
+    if streams is None:
+        client = server = 0
+    else:
+        client, server = streams[0].delivered, streams[1].delivered
+    side = ss.side
+    cmp = ss.compare
+    if side == "server":
+        return cmp.matches(server)
+    if side == "client":
+        return cmp.matches(client)
+    if side == "both":
+        return cmp.matches(server) and cmp.matches(client)
+    return cmp.matches(server) or cmp.matches(client)
+
+
+def _tx_buffers(app: str, tx, name: str, to_server: bool | None) -> list[bytes]:
+    """The buffers a transaction offers for keyword `name` (a list: DNS and TLS have multi-buffers)."""
+    try:
+        if app == "http":
+            b = tx.buffer(name, to_server if to_server is not None else True)
+            return [b] if b else []
+        if app == "dns":
+            if name == "dns.query":
+                return [b for b in tx.buffers(name) if b is not None]
+            return []
+        if app == "tls":
+            return [b for b in tx.buffers(name) if b]
+    except (KeyError, ValueError):
+        return []
+    return []

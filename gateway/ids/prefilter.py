@@ -1,0 +1,112 @@
+"""Multi-pattern prefilter: one Hyperscan database per inspection buffer, built from each rule's fast pattern.
+
+A scan of a buffer returns the indexes of the rules whose fast pattern occurs in it; only those are then
+evaluated in full (match.py). Identical (pattern, nocase) pairs share one Hyperscan expression, which maps
+back to every rule using it. Patterns are compiled as escaped byte regexes (`\\xHH` per byte): the
+binding's literal mode stops at the first NUL byte, and rules use NULs freely.
+
+Compiled databases are cached on disk (hyperscan.dumpb/loadb) keyed by a hash of the patterns, so a worker
+restart or a reload of an unchanged rule set skips the compile. The cache is an optimisation only: any
+failure to read or write it falls back to compiling.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import hyperscan
+
+_FLAGS_CASE = hyperscan.HS_FLAG_SINGLEMATCH
+_FLAGS_NOCASE = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_CASELESS
+
+
+def default_cache_dir() -> Path | None:
+    """$GATEWAY_HS_CACHE, else ~/.cache/clinic-gateway/hyperscan; "" or "off" disables the cache."""
+    env = os.environ.get("GATEWAY_HS_CACHE")
+    if env is not None:
+        return None if env in ("", "off") else Path(env)
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(home) / "clinic-gateway" / "hyperscan"
+
+
+def _escape(pattern: bytes) -> bytes:
+    return b"".join(b"\\x%02x" % c for c in pattern)
+
+
+class BufferPrefilter:
+    """The Hyperscan database of one buffer kind. `scan(data)` -> list of rule-index tuples that hit."""
+
+    __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache")
+
+    def __init__(self, entries: list[tuple[bytes, bool, int]], cache_dir: Path | None = None):
+        """entries: (pattern, nocase, rule_index). A nocase pattern is stored lowercased."""
+        ids: dict[tuple[bytes, bool], int] = {}
+        targets: list[list[int]] = []
+        for pattern, nocase, rule_index in entries:
+            key = (pattern.lower() if nocase else pattern, nocase)
+            pid = ids.get(key)
+            if pid is None:
+                pid = ids[key] = len(targets)
+                targets.append([])
+            targets[pid].append(rule_index)
+        self.targets = tuple(tuple(t) for t in targets)
+        self.patterns = tuple(ids)
+        self.from_cache = False
+        self.db = self._build(cache_dir) if self.patterns else None
+        hits: list[int] = []
+        self._hits = hits
+        append = hits.append
+
+        def on_match(pid, _from, _to, _flags, _ctx):
+            append(pid)
+        self._on_match = on_match
+
+    def _digest(self) -> str:
+        h = hashlib.sha256(hyperscan.__version__.encode())
+        for pattern, nocase in self.patterns:
+            h.update(b"\x01" if nocase else b"\x00")
+            h.update(len(pattern).to_bytes(4, "big"))
+            h.update(pattern)
+        return h.hexdigest()
+
+    def _build(self, cache_dir: Path | None):
+        path = None
+        if cache_dir is not None:
+            path = Path(cache_dir) / f"{self._digest()}.hsdb"
+            try:
+                db = hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
+                db.scratch = hyperscan.Scratch(db)
+                self.from_cache = True
+                return db
+            except Exception:  # noqa: BLE001 - missing/stale/corrupt cache: compile instead
+                pass
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        exprs = [_escape(p) for p, _ in self.patterns]
+        flags = [_FLAGS_NOCASE if nc else _FLAGS_CASE for _, nc in self.patterns]
+        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(hyperscan.dumpb(db))
+                os.replace(tmp, path)
+            except OSError:
+                pass
+        return db
+
+    def scan(self, data: bytes) -> list[tuple[int, ...]]:
+        """The rule-index tuples of every pattern present in data (each pattern at most once)."""
+        db = self.db
+        if db is None or not data:
+            return []
+        hits = self._hits
+        hits.clear()
+        db.scan(data, match_event_handler=self._on_match)
+        if not hits:
+            return []
+        targets = self.targets
+        return [targets[pid] for pid in hits]
+
+    def __len__(self) -> int:
+        return len(self.patterns)
