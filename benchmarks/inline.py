@@ -286,23 +286,37 @@ def _start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen | Non
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def summarise_collapsed(path: Path, top: int = 25) -> str:
-    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+def _frame_name(frame: str) -> str:
+    """'func (path/to/dir/file.py:12)' -> 'func (dir/file.py)' (two path parts: scapy and gateway both
+    have a packet.py)."""
+    func, sep, where = frame.partition(" (")
+    if not sep:
+        return frame
+    path = where.rsplit(":", 1)[0].rstrip(")")
+    return f"{func} ({'/'.join(path.split('/')[-2:])})"
+
+
+def summarise_collapsed(path: Path, top: int = 25, within: str | None = None,
+                        title: str = "py-spy record on a live gateway worker") -> str:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks ("a;b;c count").
+    `within`: keep only samples whose stack has a frame of that function (e.g. the timed loop)."""
     self_c: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        if not n.isdigit():
+        if not n.isdigit() or not stack:
+            continue
+        frames = [_frame_name(f) for f in stack.split(";")]
+        if within is not None and not any(f.startswith(within + " (") for f in frames):
             continue
         count = int(n)
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
-                  if " (" in f else f for f in stack.split(";")]
         total += count
         self_c[frames[-1]] += count
         for f in set(frames):
             incl[f] += count
-    lines = [f"# py-spy record --rate 250 on a live gateway worker, {total} samples",
+    total = total or 1
+    lines = [f"# {title}: {total} samples" + (f" inside {within}()" if within else ""),
              "", "self%   function (file)"]
     lines += [f"{100 * c / total:5.1f}   {f}" for f, c in self_c.most_common(top)]
     lines += ["", "incl%   function (file)"]
@@ -386,7 +400,7 @@ def profile_worker(seconds: float, streams: int, out_dir: Path, prefix: str = PR
         res = run_gateway(lab, 1, False, seconds, streams, profile_out=raw)
     if not raw.exists():
         return f"no profile written (py-spy missing or failed); run: {json.dumps(res)}\n"
-    text = summarise_collapsed(raw)
+    text = summarise_collapsed(raw, 30, title="py-spy record --rate 250 on a live gateway worker")
     raw.unlink()
     head = (f"# load: iperf3 -P {streams} -t {seconds} lan -> wan, gateway 1 queue, bypass off: "
             f"{res.get('goodput_mbps')} Mbit/s, {res.get('forwarded_pps')} pkt/s "

@@ -11,17 +11,20 @@ Configurations, each timed over the same trace with a fresh Inspector:
     decode              packet.decode only
     decode_flow         decode + FlowTable.lookup (+ the once-a-second expiry sweep)
     firewall            Inspector with the firewall stage only, clinic config, bypass off
-    firewall_stream     Inspector with every stage build_stages() gives (firewall + TCP reassembly), bypass off
-    stages_bypass       the same with bypass on (flows past stream depth skip the stages; offline they
+    firewall_stream     Inspector with the firewall and TCP stream reassembly stages, bypass off
+    all_stages          Inspector with every stage `gateway run` builds (build_stages with the default
+                        signature set: today firewall, stream, app-layer; IDS once the set has rules)
+    all_stages_bypass   the same with bypass on (flows past stream depth skip the stages; offline they
                         still pay decode + flow lookup, inline the kernel forwards them)
-    replay              the replay driver end to end: pcap file -> read_frames -> Inspector -> EVE file
+    replay              the replay driver end to end: pcap file -> read_frames -> Inspector with all
+                        stages -> EVE JSON file
 
 Counts are bounded (`--count` packets per run) and so is time (`--max-seconds` per configuration,
 split over the repeats). `pps_cpu` divides by the process's CPU time, which stays meaningful when
 other work shares the cores; `pps` divides by wall time.
 
     python -m benchmarks.offline [--count 200000] [--repeats 3] [--out benchmarks/results/offline.json]
-    python -m benchmarks.offline --profile firewall_stream     # pyinstrument call tree of one config
+    python -m benchmarks.offline --profile all_stages   # py-spy shares + pyinstrument call tree of one config
 """
 from __future__ import annotations
 
@@ -44,7 +47,9 @@ from gateway.firewall import FirewallStage
 from gateway.flow import FlowTable
 from gateway.packet import decode
 from gateway.pipeline import Inspector
+from gateway.signatures import SignatureSet
 from gateway.stages import build_stages
+from gateway.stream import StreamStage
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHUNK = 1024                  # packets between two looks at the clock
@@ -96,16 +101,41 @@ def _tcp_conversation(rng: random.Random, srv: str, dport: int) -> Template:
     seg(True, "S")
     seg(False, "SA")
     seg(True, "A")
-    for _ in range(8):
-        seg(True, "PA", rng.randbytes(rng.randint(1000, 1400)))
+    for rnd in range(8):
+        request, response = _exchange(rng, dport, rnd)
+        seg(True, "PA", request)
         for k in range(4):
-            seg(False, "A" if k < 3 else "PA", rng.randbytes(rng.randint(1200, 1400)))
+            seg(False, "A" if k < 3 else "PA", response[k])
             if k % 2:
                 seg(True, "A")
     seg(True, "FA")
     seg(False, "FA")
     seg(True, "A")
     return Template("tcp", pkts)
+
+
+def _exchange(rng: random.Random, dport: int, rnd: int) -> tuple[bytes, list[bytes]]:
+    """One request (1000-1400 B) and its response as four 1200-1400 B segments. Port 80 carries real
+    HTTP/1.1 keep-alive exchanges (so the app-layer stages parse something real); the other ports carry
+    opaque bytes, as TLS application data looks to a middlebox."""
+    req_len = rng.randint(1000, 1400)
+    sizes = [rng.randint(1200, 1400) for _ in range(4)]
+    if dport != 80:
+        return rng.randbytes(req_len), [rng.randbytes(n) for n in sizes]
+    head = (f"GET /emr/records/{rnd}?session={rng.randrange(1 << 30)} HTTP/1.1\r\nHost: www.example.org\r\n"
+            "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64)\r\nAccept: */*\r\nCookie: sid=").encode()
+    request = head + b"a" * (req_len - len(head) - 4) + b"\r\n\r\n"
+    total = sum(sizes)
+    header = b""
+    for _ in range(3):          # Content-Length's own digits change the header length: settle it
+        header = (f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                  f"Content-Length: {total - len(header)}\r\n\r\n").encode()
+    stream = header + rng.randbytes(total - len(header))
+    out, off = [], 0
+    for n in sizes:
+        out.append(stream[off:off + n])
+        off += n
+    return request, out
 
 
 def _dns_templates(rng: random.Random, n: int) -> list[Template]:
@@ -261,11 +291,19 @@ def _decode_flow() -> tuple[Callable, Callable]:
     return fn, flows.drain
 
 
-def _inspector(stages: str, bypass: bool) -> Callable[[], tuple[Callable, Callable]]:
+def _stages(which: str, cfg: config_mod.Config) -> list:
+    if which == "firewall":
+        return [FirewallStage(cfg)]
+    if which == "firewall_stream":
+        return [FirewallStage(cfg), StreamStage(cfg.stream)]
+    # What `gateway run` builds with the default signature set today (grows as stages land).
+    return build_stages(cfg, SignatureSet.open(cfg.signatures_dir()))
+
+
+def _inspector(which: str, bypass: bool) -> Callable[[], tuple[Callable, Callable]]:
     def make():
         cfg = clinic_config(bypass)
-        st = [FirewallStage(cfg)] if stages == "firewall" else build_stages(cfg)
-        insp = Inspector(cfg, st)
+        insp = Inspector(cfg, _stages(which, cfg))
         process = insp.process
 
         def fn(data, ts, indev, outdev):
@@ -278,8 +316,9 @@ CONFIGS: dict[str, tuple[str, Callable]] = {
     "decode": ("decode only", _decode_only),
     "decode_flow": ("decode + flow", _decode_flow),
     "firewall": ("Inspector: firewall", _inspector("firewall", False)),
-    "firewall_stream": ("Inspector: firewall + stream", _inspector("all", False)),
-    "stages_bypass": ("Inspector: all stages, bypass on", _inspector("all", True)),
+    "firewall_stream": ("Inspector: firewall + stream", _inspector("firewall_stream", False)),
+    "all_stages": ("Inspector: all stages", _inspector("all", False)),
+    "all_stages_bypass": ("Inspector: all stages, bypass on", _inspector("all", True)),
 }
 
 
@@ -352,7 +391,7 @@ def time_replay(trace: list[tuple], count: int, max_seconds: float, repeats: int
                 break
             eve = EveWriter(str(Path(tmp) / f"eve{i}.json"))
             cfg = clinic_config(False)
-            insp = Inspector(cfg, build_stages(cfg), sink=eve)
+            insp = Inspector(cfg, _stages("all", cfg), sink=eve)
             w0, c0 = time.perf_counter(), time.process_time()
             errors = replay_files(insp, [str(pcap)])      # includes finish(): flow events at the end
             eve.close()
@@ -403,14 +442,34 @@ def run(count: int = DEFAULT_COUNT, max_seconds: float = DEFAULT_MAX_SECONDS, re
         "params": {"count": count, "max_seconds": max_seconds, "repeats": repeats,
                    "config": "config/gateway.toml (gateway.bypass overridden per configuration)"},
         "trace": desc,
+        "stages_all": [st.name for st in _stages("all", clinic_config(False))],
         "results": results,
     }
 
 
 def profile(name: str, count: int, max_seconds: float, out: Path | None) -> str:
-    """pyinstrument call tree of one configuration (one run)."""
+    """Where the time of one configuration goes: py-spy's sampled self/inclusive shares of the timed
+    loop (no per-call overhead, so the shares are honest), then pyinstrument's call tree (it hooks every
+    call, which inflates call-heavy code: read it for structure, not for shares)."""
     from pyinstrument import Profiler
 
+    parts = []
+    spy = Path(sys.executable).parent / "py-spy"
+    if spy.exists():
+        import subprocess
+
+        from benchmarks.inline import summarise_collapsed
+
+        with tempfile.TemporaryDirectory(prefix="bench-prof-") as tmp:
+            raw = Path(tmp) / "offline.collapsed"
+            cmd = [str(spy), "record", "--rate", "500", "--format", "raw", "--output", str(raw), "--",
+                   sys.executable, "-m", "benchmarks.offline", "--config", name, "--no-replay", "--repeats", "1",
+                   "--count", str(count), "--max-seconds", str(max_seconds), "--out", str(Path(tmp) / "o.json")]
+            subprocess.run(cmd, capture_output=True, timeout=max_seconds + 120, check=False,
+                           cwd=str(Path(__file__).resolve().parent.parent))
+            if raw.exists():
+                parts.append(summarise_collapsed(raw, 30, within="_run_loop",
+                                                 title=f"py-spy record --rate 500, offline config {name}"))
     trace, _ = build_trace(count)
     _label, make = CONFIGS[name]
     fn, finish = make()
@@ -419,7 +478,9 @@ def profile(name: str, count: int, max_seconds: float, out: Path | None) -> str:
     n = _run_loop(trace, count, time.perf_counter() + max_seconds, fn)
     prof.stop()
     finish()
-    text = f"# pyinstrument, offline config {name}, {n} packets\n" + prof.output_text(unicode=False, color=False)
+    parts.append(f"# pyinstrument call tree, offline config {name}, {n} packets (call overhead inflates it)\n"
+                 + prof.output_text(unicode=False, color=False))
+    text = "\n".join(parts)
     if out:
         out.write_text(text)
     return text

@@ -6,7 +6,7 @@ and the lab's tools; without them inline.json records why it was skipped and the
     python -m benchmarks.run [--quick] [--no-inline] [--profile]
 
 --quick     20,000 packets per offline run and 2-second iperf3 runs (a smoke run, not for numbers)
---profile   also write results/profile_offline.txt (pyinstrument, full Inspector) and
+--profile   also write results/profile_offline.txt (py-spy + pyinstrument, all stages) and
             results/profile_worker.txt (py-spy on a live worker under iperf3 load, if py-spy is installed)
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.profile:
         print("== profiles ==", flush=True)
-        offline.profile("firewall_stream", min(count, 100_000), 15.0, RESULTS / "profile_offline.txt")
+        offline.profile("all_stages", min(count, 100_000), 15.0, RESULTS / "profile_offline.txt")
         print(f"  wrote {RESULTS / 'profile_offline.txt'}")
         if not args.no_inline and inline.skip_reason() is None:
             text = inline.profile_worker(seconds, 4, RESULTS)

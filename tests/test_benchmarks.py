@@ -39,6 +39,8 @@ def test_trace_mix_is_what_the_benchmark_claims():
     assert all(b.ts > a.ts for a, b in itertools.pairwise(pkts))
     data_sizes = [len(p.payload) for p in pkts if p.proto == 6 and p.payload]
     assert min(data_sizes) >= 1000 and max(data_sizes) <= 1400
+    assert any(p.payload.startswith(b"GET /emr/") for p in pkts)          # real HTTP on port 80
+    assert any(p.payload.startswith(b"HTTP/1.1 200 OK") for p in pkts)
     # Every conversation is its own flow (patched client address/port), interleaved.
     cfg = offline.clinic_config(bypass=False)
     insp = Inspector(cfg, build_stages(cfg))
@@ -87,5 +89,7 @@ def test_py_spy_collapsed_stacks_are_summarised(tmp_path):
                    "run (gateway/inline/worker.py:120);recv_burst (gateway/inline/nfqueue.py:200) 10\n")
     text = inline.summarise_collapsed(raw)
     assert "40 samples" in text
-    assert " 75.0   decode (packet.py)" in text        # self share
-    assert "100.0   run (worker.py)" in text            # inclusive share
+    assert " 75.0   decode (gateway/packet.py)" in text        # self share
+    assert "100.0   run (inline/worker.py)" in text            # inclusive share
+    only = inline.summarise_collapsed(raw, within="process")
+    assert "30 samples inside process()" in only and "recv_burst" not in only
