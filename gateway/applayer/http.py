@@ -52,8 +52,9 @@ DEFAULT_LIMITS = HttpLimits()
 # parser states, per direction
 _IDLE, _HEADERS, _BODY_CL, _CHUNK_LEN, _CHUNK_DATA, _CHUNK_END, _BODY_CLOSE, _TUNNEL, _DEAD = range(9)
 
+_BODY_STATES = (_BODY_CL, _CHUNK_DATA, _BODY_CLOSE)
 _WS_CTL = b" \t\r\n\x0b\x0c"
-_HEXDIGITS = frozenset(b"0123456789abcdefABCDEF")
+_CHUNK_LEN_RE = re.compile(rb"[ \t\r\n\x0b\x0c]*([0-9a-fA-F]*)")   # libhtp: leading CR/LF/space skipped
 _DIGITS_RE = re.compile(rb"[0-9]+")
 _CD_FILENAME_RE = re.compile(rb"""filename\*?\s*=\s*(?:"([^"]*)"|([^;\s]+))""", re.IGNORECASE)
 _TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -309,6 +310,12 @@ class HttpParser:
         if d.state == _DEAD or d.state == _TUNNEL or not data:
             return events
         try:
+            if not d.buf and d.state in _BODY_STATES:
+                # Fast path: body bytes with nothing buffered go straight through, no copy.
+                used = self._body_direct(d, data)
+                if used == len(data):
+                    return events
+                data = data[used:]
             d.buf += data
             self._run(d, False)
             if d.pos:
@@ -768,6 +775,21 @@ class HttpParser:
                 tx.response_codings = codings
 
     # ------------------------------------------------------------------ bodies
+    def _body_direct(self, d: _Direction, data: bytes) -> int:
+        """Consume body bytes straight from `data`; return how many were used."""
+        if d.state == _BODY_CLOSE:
+            self._body_data(d, data)
+            return len(data)
+        n = d.left if d.left < len(data) else len(data)
+        self._body_data(d, data if n == len(data) else data[:n])
+        d.left -= n
+        if d.left == 0:
+            if d.state == _CHUNK_DATA:
+                d.state = _CHUNK_END
+            else:
+                self._body_done(d)
+        return n
+
     def _body_counted(self, d: _Direction) -> bool:
         avail = len(d.buf) - d.pos
         if avail <= 0:
@@ -787,14 +809,13 @@ class HttpParser:
     def _chunk_len(self, d: _Direction, at_eof: bool) -> bool:
         buf = d.buf
         end = len(buf)
-        s = d.pos
-        while s < end and buf[s] in _WS_CTL:
-            s += 1
+        m = _CHUNK_LEN_RE.match(buf, d.pos)
+        s, e = m.span(1)
         if s == end:
             if end - d.pos > self.limits.max_line:
                 self._give_up(d, "chunk_length_line_too_long")
             return False
-        if buf[s] not in _HEXDIGITS:
+        if s == e:
             self._invalid_chunk(d)
             return True
         nl = buf.find(b"\n", s)
@@ -802,9 +823,6 @@ class HttpParser:
             if end - d.pos > self.limits.max_line:
                 self._give_up(d, "chunk_length_line_too_long")
             return False
-        e = s
-        while e < nl and buf[e] in _HEXDIGITS:
-            e += 1
         tail = bytes(buf[e:nl]).strip(_WS_CTL)
         if tail and not tail.startswith(b";"):
             self._anomaly(d.tx, "chunk_length_extra_data", d.to_server)
