@@ -119,7 +119,7 @@ def test_capture_truncated_rnames_over_tcp():
     (client, _), = tcp_streams(DATA / "dns-truncated-rname.pcap")
     p = DnsParser(tcp=True)
     ev = p.feed(client, True)
-    q = [e for e in ev if e.kind == "query"][0].tx.query
+    q = next(e for e in ev if e.kind == "query").tx.query
     assert q.questions and all(len(name) == 1025 for name, _, _ in q.questions)
     assert {"name_too_long", "too_many_records"} <= {e.info for e in ev if e.kind == "anomaly"}
 

@@ -12,8 +12,8 @@ from gateway.applayer.http import HTTP_BUFFERS, HttpLimits, HttpParser
 from gateway.applayer.uri import normalize_uri, remove_dot_segments
 
 
-def exchange(request: bytes, response: bytes = b"", limits: HttpLimits = HttpLimits(), close=True):
-    p = HttpParser(limits)
+def exchange(request: bytes, response: bytes = b"", limits: HttpLimits | None = None, close=True):
+    p = HttpParser(limits or HttpLimits())
     ev = p.feed(request, True)
     ev += p.feed(response, False)
     if close:
@@ -188,13 +188,13 @@ def test_head_and_304_have_no_body():
     reqs = b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n"
     resps = (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
              b"HTTP/1.1 304 Not Modified\r\n\r\n")
-    p, ev = exchange(reqs, resps, close=False)
+    _, ev = exchange(reqs, resps, close=False)
     assert [e.tx.uri for e in ev if e.kind == "response_complete"] == [b"/", b"/2"]
     assert not any(e.kind == "file" for e in ev)
 
 
 def test_http09_request_gets_bare_body():
-    p, ev = exchange(b"GET /old\r\n", b"<html>raw</html>")
+    _, ev = exchange(b"GET /old\r\n", b"<html>raw</html>")
     tx = first_tx(ev)
     assert tx.http09 and tx.buffer("http.protocol", True) is None
     assert tx.buffer("file.data", False) == b"<html>raw</html>"
@@ -337,9 +337,9 @@ def _feed_split(request: bytes, response: bytes, cuts_req, cuts_resp):
     return _summary(ev)
 
 
+_GZ = gzip.compress(b"payload " * 30)
 CHUNKED_GZIP = (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
-                + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in
-                           (lambda z: [z[i:i + 7] for i in range(0, len(z), 7)])(gzip.compress(b"payload " * 30)))
+                + b"".join(b"%x\r\n%s\r\n" % (len(_GZ[i:i + 7]), _GZ[i:i + 7]) for i in range(0, len(_GZ), 7))
                 + b"0\r\n\r\n")
 REQUESTS = GET + b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nabcdef" + b"GET /x\xff HTTP/1.0\r\n\r\n"
 RESPONSES = OK + CHUNKED_GZIP + b"HTTP/1.0 404 Nope\r\nX: y\r\n z\r\n\r\nclose-delimited"

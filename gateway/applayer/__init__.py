@@ -47,8 +47,19 @@ from .http import HTTP_BUFFERS, HttpLimits, HttpParser, HttpTransaction
 from .tls import TlsLimits, TlsParser, TlsSession
 
 __all__ = [
-    "AppEvent", "detect", "PORT_HINTS",
-    "HttpParser", "HttpLimits", "HttpTransaction", "HTTP_BUFFERS",
-    "DnsParser", "DnsLimits", "DnsMessage", "DnsTransaction", "parse_message",
-    "TlsParser", "TlsLimits", "TlsSession",
+    "HTTP_BUFFERS",
+    "PORT_HINTS",
+    "AppEvent",
+    "DnsLimits",
+    "DnsMessage",
+    "DnsParser",
+    "DnsTransaction",
+    "HttpLimits",
+    "HttpParser",
+    "HttpTransaction",
+    "TlsLimits",
+    "TlsParser",
+    "TlsSession",
+    "detect",
+    "parse_message",
 ]

@@ -16,7 +16,7 @@ class AppEvent:
     info      short machine-readable detail (anomaly code, file name, ...)
     """
 
-    __slots__ = ("kind", "tx", "to_server", "data", "info")
+    __slots__ = ("data", "info", "kind", "to_server", "tx")
 
     def __init__(self, kind: str, tx=None, to_server: bool = True, data: bytes = b"", info: str = ""):
         self.kind = kind

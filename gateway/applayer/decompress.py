@@ -66,7 +66,7 @@ def _looks_zlib(head: bytes) -> bool:
 
 
 class _Layer:
-    __slots__ = ("kind", "limit", "lzma_ok", "dec", "mode", "pending", "raw_seen", "produced", "failed", "eof")
+    __slots__ = ("dec", "eof", "failed", "kind", "limit", "lzma_ok", "mode", "pending", "produced", "raw_seen")
 
     def __init__(self, kind: str, limit: int, lzma_ok: bool):
         self.kind = kind
@@ -175,7 +175,7 @@ class _Layer:
 class BodyDecoder:
     """A chain of decoding layers. feed() returns decoded bytes; finish() flushes at end of body."""
 
-    __slots__ = ("layers", "anomalies")
+    __slots__ = ("anomalies", "layers")
 
     def __init__(self, codings: list[str], limit: int, layer_limit: int, lzma_enabled: bool = True):
         self.anomalies: list[str] = []

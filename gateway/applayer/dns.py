@@ -52,7 +52,7 @@ class _Malformed(Exception):
 
 
 class DnsRecord:
-    __slots__ = ("name", "rrtype", "rrclass", "ttl", "rdata", "value")
+    __slots__ = ("name", "rdata", "rrclass", "rrtype", "ttl", "value")
 
     def __init__(self, name: bytes, rrtype: int, rrclass: int, ttl: int, rdata: bytes, value):
         self.name = name
@@ -67,8 +67,24 @@ class DnsRecord:
 
 
 class DnsMessage:
-    __slots__ = ("id", "flags", "is_response", "opcode", "aa", "tc", "rd", "ra", "z", "rcode",
-                 "questions", "answers", "authorities", "additionals", "anomalies", "complete")
+    __slots__ = (
+        "aa",
+        "additionals",
+        "anomalies",
+        "answers",
+        "authorities",
+        "complete",
+        "flags",
+        "id",
+        "is_response",
+        "opcode",
+        "questions",
+        "ra",
+        "rcode",
+        "rd",
+        "tc",
+        "z",
+    )
 
     def __init__(self):
         self.id = 0
@@ -313,7 +329,7 @@ class DnsParser:
                 pos += 2 + ln
             if pos:
                 del buf[:pos]
-        except Exception as e:   # never raise out of a parser
+        except Exception as e:  # noqa: BLE001 - never raise out of a parser
             self._anomaly(None, f"internal_error:{type(e).__name__}", to_server, events)
         return events
 

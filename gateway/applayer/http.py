@@ -93,12 +93,36 @@ class HttpTransaction:
     """One request/response pair and the Suricata inspection buffers built from it."""
 
     __slots__ = (
-        "tx_id", "method", "uri_raw", "uri", "request_protocol", "request_line", "request_headers",
-        "request_header_raw", "request_body", "request_body_len", "request_complete", "hostname",
-        "host_raw", "http09", "response_line", "response_protocol", "status", "status_code",
-        "status_msg", "response_headers", "response_header_raw", "response_body", "response_body_len",
-        "response_complete", "response_started", "anomalies", "request_truncated", "response_truncated",
-        "request_codings", "response_codings",
+        "anomalies",
+        "host_raw",
+        "hostname",
+        "http09",
+        "method",
+        "request_body",
+        "request_body_len",
+        "request_codings",
+        "request_complete",
+        "request_header_raw",
+        "request_headers",
+        "request_line",
+        "request_protocol",
+        "request_truncated",
+        "response_body",
+        "response_body_len",
+        "response_codings",
+        "response_complete",
+        "response_header_raw",
+        "response_headers",
+        "response_line",
+        "response_protocol",
+        "response_started",
+        "response_truncated",
+        "status",
+        "status_code",
+        "status_msg",
+        "tx_id",
+        "uri",
+        "uri_raw",
     )
 
     def __init__(self, tx_id: int):
@@ -266,8 +290,20 @@ HTTP_BUFFERS = frozenset(_REQUEST_ONLY) | frozenset(_RESPONSE_ONLY) | frozenset(
 class _Direction:
     """Parse state of one direction of the connection."""
 
-    __slots__ = ("to_server", "buf", "pos", "state", "tx", "header", "nheaders", "left", "decoder",
-                 "captured_cap", "trailer", "seen_100")
+    __slots__ = (
+        "buf",
+        "captured_cap",
+        "decoder",
+        "header",
+        "left",
+        "nheaders",
+        "pos",
+        "seen_100",
+        "state",
+        "to_server",
+        "trailer",
+        "tx",
+    )
 
     def __init__(self, to_server: bool):
         self.to_server = to_server
@@ -321,7 +357,7 @@ class HttpParser:
             if d.pos:
                 del d.buf[:d.pos]
                 d.pos = 0
-        except Exception as e:   # a parser bug must never take the worker down
+        except Exception as e:  # noqa: BLE001 - a parser bug must never take the worker down
             self._give_up(d, f"internal_error:{type(e).__name__}")
         return events
 
@@ -348,7 +384,7 @@ class HttpParser:
             d.state = _DEAD
             d.buf = bytearray()
             d.pos = 0
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - same: never raise out of a parser
             self._give_up(d, f"internal_error:{type(e).__name__}")
         return events
 
@@ -468,10 +504,9 @@ class HttpParser:
             # One line of junk before a real status line is skipped (http-evader); otherwise the
             # response is body.
             nxt = self._line_res(d, at_eof)
-            if nxt is None and d.state != _DEAD:
-                if not at_eof:
-                    d.pos = start
-                    return False
+            if nxt is None and d.state != _DEAD and not at_eof:
+                d.pos = start
+                return False
             if nxt is not None and _is_status_line(nxt):
                 tx = self.waiting[0] if self.waiting else None
                 self._anomaly(tx, "junk_before_response_line", False)
@@ -780,7 +815,7 @@ class HttpParser:
         if d.state == _BODY_CLOSE:
             self._body_data(d, data)
             return len(data)
-        n = d.left if d.left < len(data) else len(data)
+        n = min(len(data), d.left)
         self._body_data(d, data if n == len(data) else data[:n])
         d.left -= n
         if d.left == 0:
@@ -794,7 +829,7 @@ class HttpParser:
         avail = len(d.buf) - d.pos
         if avail <= 0:
             return False
-        n = d.left if d.left < avail else avail
+        n = min(avail, d.left)
         self._body_data(d, bytes(d.buf[d.pos:d.pos + n]))
         d.pos += n
         d.left -= n

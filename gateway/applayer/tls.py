@@ -57,11 +57,36 @@ class TlsSession:
     """Everything learned about one TLS connection, and the Suricata buffers built from it."""
 
     __slots__ = (
-        "client_version", "client_random", "session_id", "ciphers", "extensions", "groups",
-        "point_formats", "sni", "alpn", "supported_versions", "ja3_string", "ja3_hash",
-        "server_version", "cipher", "server_extensions", "selected_version", "alpn_server",
-        "ja3s_string", "ja3s_hash", "certs", "subject", "issuer", "serial", "fingerprint", "sans",
-        "not_before", "not_after", "anomalies", "encrypted", "sslv2",
+        "alpn",
+        "alpn_server",
+        "anomalies",
+        "certs",
+        "cipher",
+        "ciphers",
+        "client_random",
+        "client_version",
+        "encrypted",
+        "extensions",
+        "fingerprint",
+        "groups",
+        "issuer",
+        "ja3_hash",
+        "ja3_string",
+        "ja3s_hash",
+        "ja3s_string",
+        "not_after",
+        "not_before",
+        "point_formats",
+        "sans",
+        "selected_version",
+        "serial",
+        "server_extensions",
+        "server_version",
+        "session_id",
+        "sni",
+        "sslv2",
+        "subject",
+        "supported_versions",
     )
 
     def __init__(self):
@@ -161,7 +186,7 @@ class _Malformed(Exception):
 
 
 class _Reader:
-    __slots__ = ("b", "p", "end")
+    __slots__ = ("b", "end", "p")
 
     def __init__(self, b: bytes, start: int = 0, end: int | None = None):
         self.b = b
@@ -196,7 +221,7 @@ class _Reader:
         self.p += n
         return v
 
-    def sub(self, n: int) -> "_Reader":
+    def sub(self, n: int) -> _Reader:
         if self.p + n > self.end:
             raise _Malformed("truncated")
         r = _Reader(self.b, self.p, self.p + n)
@@ -216,7 +241,7 @@ def _dash(values) -> str:
 
 
 class _Dir:
-    __slots__ = ("rbuf", "hbuf", "encrypted", "dead", "seen_record")
+    __slots__ = ("dead", "encrypted", "hbuf", "rbuf", "seen_record")
 
     def __init__(self):
         self.rbuf = bytearray()
@@ -252,7 +277,7 @@ class TlsParser:
         try:
             d.rbuf += data
             self._records(d, to_server)
-        except Exception as e:   # never raise out of a parser
+        except Exception as e:  # noqa: BLE001 - never raise out of a parser
             self._give_up(d, to_server, f"internal_error:{type(e).__name__}")
         return events
 
@@ -311,9 +336,7 @@ class TlsParser:
                 if not d.encrypted:
                     d.hbuf += buf[body_start:pos]
                     self._handshakes(d, to_server)
-            elif ctype == CT_CCS:
-                self._set_encrypted(d, to_server)
-            elif ctype == CT_APPDATA:
+            elif ctype == CT_CCS or ctype == CT_APPDATA:
                 self._set_encrypted(d, to_server)
         if d.dead:
             return

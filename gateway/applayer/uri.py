@@ -65,7 +65,7 @@ def _u_bestfit(code: int) -> int:
 def _percent_sub(m: re.Match) -> bytes:
     s = m.group(0)
     if len(s) == 6:
-        return bytes((_u_bestfit(int(s[2:], 16)),))
+        return bytes((_u_bestfit(int(s[2:], 16)),))  # noqa: FURB166 - "%u" prefix, not "0x"
     return bytes((int(s[1:], 16),))
 
 
@@ -125,9 +125,7 @@ def remove_dot_segments(path: bytes) -> bytes:
     while inp:
         if inp.startswith(b"../"):
             inp = inp[3:]
-        elif inp.startswith(b"./"):
-            inp = inp[2:]
-        elif inp.startswith(b"/./"):
+        elif inp.startswith((b"./", b"/./")):
             inp = inp[2:]
         elif inp == b"/.":
             inp = b"/"
@@ -162,7 +160,7 @@ def normalize_path(path: bytes) -> bytes:
     if b"\\" in path:
         path = path.replace(b"\\", b"/")
     path = _compress_slashes(path)
-    if any(c >= 0x80 for c in path):
+    if not path.isascii():
         path = _utf8_bestfit(path)
         if b"\\" in path:
             path = path.replace(b"\\", b"/")
@@ -172,7 +170,7 @@ def normalize_path(path: bytes) -> bytes:
 
 def normalize_uri(raw: bytes) -> tuple[bytes, bytes]:
     """Return (http.uri, hostname from an absolute URI or b"")."""
-    scheme, authority, path, query, fragment = split_uri(raw)
+    _, authority, path, query, fragment = split_uri(raw)
     parts = []
     if path is not None:
         parts.append(normalize_path(path))

@@ -104,7 +104,7 @@ def _time(tag: int, data: bytes) -> str:
 
 
 class Certificate:
-    __slots__ = ("der", "subject", "issuer", "serial", "not_before", "not_after", "sans", "fingerprint")
+    __slots__ = ("der", "fingerprint", "issuer", "not_after", "not_before", "sans", "serial", "subject")
 
     def __init__(self, der: bytes):
         self.der = der
