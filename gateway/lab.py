@@ -19,6 +19,8 @@ Python API (tests, benchmarks, `gateway lab demo`):
         lab.exec("lan", ["curl", "-sS", "http://198.18.0.10/"], timeout=5)   # CompletedProcess
         lab.popen("wan", ["iperf3", "-s"])     # Popen, killed by down()
         lab.ping("lan", "198.18.0.10", count=2) # replies received (ICMP from Python, no iputils needed)
+        lab.start_tcp_sender("wan", "198.18.0.10", 9000, path)   # raw TCP bulk sender (no app protocol)
+        lab.tcp_fetch("lan", "198.18.0.10", 9000, out_path)      # -> bytes received
         lab.www                                 # directory the HTTP servers serve (write test files here)
         gw = lab.start_gateway(config_dict)     # `gateway run` inside {p}-gw; see InlineGateway
         gw.wait_ready(); gw.metrics(); gw.stop()
@@ -279,6 +281,28 @@ class Lab:
         cmd = ["curl", "-sS", "--noproxy", "*", "--max-time", str(max_time), "-o", output or "/dev/null",
                "-w", "%{http_code} %{size_download} %{time_total}", *extra, url]
         return self.exec(role, cmd, timeout=max_time + 10)
+
+    def start_tcp_sender(self, role: str, addr: str, port: int, path: str | Path,
+                         timeout: float = 10.0) -> subprocess.Popen:
+        """A plain TCP server (no application protocol) that sends the file to every client, then closes.
+        Returns once it listens."""
+        p = self.popen(role, [sys.executable, "-m", "gateway.lab", "send", addr, str(port), str(path)],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        import select
+
+        ready, _, _ = select.select([p.stdout], [], [], timeout)
+        if not (ready and p.stdout.readline().startswith(b"listening")):
+            raise LabError(f"TCP sender {addr}:{port} in {self.ns(role)} did not start")
+        return p
+
+    def tcp_fetch(self, role: str, addr: str, port: int, output: str | Path, timeout: float = 30.0) -> int:
+        """Connect from a namespace, write everything received to `output`; returns the byte count
+        (raises LabError when the connection fails or times out)."""
+        r = self.exec(role, [sys.executable, "-m", "gateway.lab", "fetch", addr, str(port), str(output),
+                             str(timeout)], timeout=timeout + 10)
+        if r.returncode != 0:
+            raise LabError(f"tcp fetch {addr}:{port} from {self.ns(role)}: {r.stderr.strip()}")
+        return int(r.stdout.strip())
 
     def start_gateway(self, config: dict | str | Path, queues: int | None = None,
                       signatures: str | None = None) -> InlineGateway:
@@ -545,6 +569,37 @@ def _serve(addr: str, port: int, directory: str) -> None:
     server.serve_forever()
 
 
+def _send(addr: str, port: int, path: str) -> None:
+    import socket
+    import threading
+
+    srv = socket.create_server((addr, port), reuse_port=False)
+    print("listening", flush=True)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+
+    def one(conn: socket.socket) -> None:
+        with conn, open(path, "rb") as f:
+            conn.sendfile(f)
+
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=one, args=(conn,), daemon=True).start()
+
+
+def _fetch(addr: str, port: int, out: str, timeout: float) -> int:
+    import socket
+
+    total = 0
+    with socket.create_connection((addr, port), timeout=timeout) as s, open(out, "wb") as f:
+        deadline = time.monotonic() + timeout
+        while (chunk := s.recv(1 << 16)):
+            f.write(chunk)
+            total += len(chunk)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still receiving after {timeout}s")
+    return total
+
+
 def _ping(dst: str, count: int, timeout: float) -> int:
     import select
     import socket
@@ -581,8 +636,13 @@ def _ping(dst: str, count: int, timeout: float) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         _serve(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif sys.argv[1:2] == ["send"]:
+        _send(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif sys.argv[1:2] == ["fetch"]:
+        print(_fetch(sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])))
     elif sys.argv[1:2] == ["ping"]:
         print(_ping(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
     else:
-        print("usage: python -m gateway.lab serve ADDR PORT DIR | ping DST COUNT TIMEOUT", file=sys.stderr)
+        print("usage: python -m gateway.lab serve ADDR PORT DIR | send ADDR PORT FILE | "
+              "fetch ADDR PORT OUT TIMEOUT | ping DST COUNT TIMEOUT", file=sys.stderr)
         sys.exit(2)

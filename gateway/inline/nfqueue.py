@@ -87,48 +87,44 @@ def batch_verdict_message(queue: int, last_id: int, verdict: int = NF_ACCEPT) ->
     return _message(NFQNL_MSG_VERDICT_BATCH, queue, _attr(NFQA_VERDICT_HDR, struct.pack("!II", verdict, last_id)))
 
 
-class Packet:
-    """One queued packet as parsed from the netlink message (ids are per queue, growing)."""
-    __slots__ = ("id", "indev", "mark", "outdev", "payload")
-
-    def __init__(self, pid: int, mark: int, indev: int, outdev: int, payload: bytes):
-        self.id, self.mark, self.indev, self.outdev, self.payload = pid, mark, indev, outdev, payload
-
-
-def parse_packet(buf, n: int) -> Packet | None:
-    """Parse one NFQNL_MSG_PACKET out of buf[:n]; None for anything else (acks, errors are raised)."""
+def parse_packet(buf, n: int, _attr=_ATTR.unpack_from, _be32=_BE32.unpack_from, _hdr=_NLMSGHDR.unpack_from):
+    """Parse one NFQNL_MSG_PACKET out of buf[:n] into (id, mark, indev, outdev, payload); a plain tuple,
+    because this runs per packet. Returns None for other messages (acks); raises NfQueueError for an
+    error reply. Attribute numbers are literals here for speed: 1 PACKET_HDR, 3 MARK, 5/6 IFINDEX_IN/OUTDEV,
+    10 PAYLOAD (always the kernel's last attribute)."""
     if n < 20:
         return None
-    mlen, mtype, _, _, _ = _NLMSGHDR.unpack_from(buf, 0)
+    mlen, mtype, _, _, _ = _hdr(buf, 0)
     if mtype != NFQNL_MSG_PACKET:
-        if mtype == NLMSG_ERROR and n >= 20:
+        if mtype == NLMSG_ERROR:
             err = -_ERRNO.unpack_from(buf, 16)[0]
             if err:
                 raise NfQueueError(err, f"nfnetlink_queue: {os.strerror(err)}")
         return None
-    end = min(mlen, n)
+    end = min(n, mlen)
     off = 20
     pid = mark = indev = outdev = 0
     payload = b""
-    unpack_attr = _ATTR.unpack_from
-    unpack_be32 = _BE32.unpack_from
     while off + 4 <= end:
-        alen, atype = unpack_attr(buf, off)
+        alen, atype = _attr(buf, off)
         if alen < 4:
             break
         atype &= 0x3FFF
-        if atype == NFQA_PAYLOAD:
+        if atype == 10:
             payload = bytes(buf[off + 4:off + alen])
-        elif atype == NFQA_PACKET_HDR:
-            pid = unpack_be32(buf, off + 4)[0]
-        elif atype == NFQA_IFINDEX_INDEV:
-            indev = unpack_be32(buf, off + 4)[0]
-        elif atype == NFQA_IFINDEX_OUTDEV:
-            outdev = unpack_be32(buf, off + 4)[0]
-        elif atype == NFQA_MARK:
-            mark = unpack_be32(buf, off + 4)[0]
+            break
+        if atype <= 6:
+            v = _be32(buf, off + 4)[0]
+            if atype == 1:
+                pid = v
+            elif atype == 3:
+                mark = v
+            elif atype == 5:
+                indev = v
+            elif atype == 6:
+                outdev = v
         off += (alen + 3) & ~3
-    return Packet(pid, mark, indev, outdev, payload)
+    return pid, mark, indev, outdev, payload
 
 
 class NfQueue:
@@ -185,7 +181,8 @@ class NfQueue:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def recv_burst(self) -> list[Packet]:
+    def recv_burst(self) -> list[tuple]:
+        """Up to `burst` packets as (id, mark, indev, outdev, payload) tuples, without blocking."""
         out = []
         recv_into = self.sock.recv_into
         buf = self.buf

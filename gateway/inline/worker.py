@@ -139,25 +139,25 @@ class Worker:
                             break
                         now = wall()
                         out = []
-                        for p in pkts:
-                            indev = names.get(p.indev, "")
+                        for pid, mark, inidx, outidx, payload in pkts:
+                            indev = names.get(inidx, "")
                             if indev == "":
-                                indev = names[p.indev] = _ifname(p.indev)
-                            outdev = names.get(p.outdev, "")
+                                indev = names[inidx] = _ifname(inidx)
+                            outdev = names.get(outidx, "")
                             if outdev == "":
-                                outdev = names[p.outdev] = _ifname(p.outdev)
+                                outdev = names[outidx] = _ifname(outidx)
                             t0 = perf()
-                            v = process(p.payload, now, indev, outdev)
+                            v = process(payload, now, indev, outdev)
                             timer_add(perf() - t0)
                             if v == accept:
                                 continue
                             if v == drop:
-                                out.append(verdict_message(q, p.id, NF_DROP))
+                                out.append(verdict_message(q, pid, NF_DROP))
                             elif v == reject:
-                                out.append(verdict_message(q, p.id, NF_REPEAT, p.mark | mark_reject))
+                                out.append(verdict_message(q, pid, NF_REPEAT, mark | mark_reject))
                             elif v == bypass:
-                                out.append(verdict_message(q, p.id, NF_REPEAT, p.mark | mark_bypass))
-                        out.append(batch_verdict_message(q, pkts[-1].id))
+                                out.append(verdict_message(q, pid, NF_REPEAT, mark | mark_bypass))
+                        out.append(batch_verdict_message(q, pkts[-1][0]))
                         nfq.send(b"".join(out))
                         if len(pkts) < nfq.burst or time.monotonic() >= next_fold:
                             break
