@@ -5,8 +5,16 @@ import pytest
 
 from gateway.ids import RuleError, parse_rule
 from gateway.ids.classification import load_classifications
-from gateway.ids.model import (BufferSize, ByteExtract, ByteJump, ByteTest, ContentMatch, IntCompare, IsDataAt,
-                               PcreMatch)
+from gateway.ids.model import (
+    BufferSize,
+    ByteExtract,
+    ByteJump,
+    ByteTest,
+    ContentMatch,
+    IntCompare,
+    IsDataAt,
+    PcreMatch,
+)
 
 CLS = load_classifications()
 
@@ -272,7 +280,7 @@ def test_fast_pattern_strength_tie_break_and_negated_only():
 
 def test_pcre_flags_and_buffers():
     r = rule('content:"x"; pcre:"/a(?<name>b)c/Ri"; pcre:"/^GET/M"; pcre:!"/evil/U"; pcre:"/X/H";')
-    p = [m for m in r.buffer("pkt_data").matches if isinstance(m, PcreMatch)][0]
+    p = next(m for m in r.buffer("pkt_data").matches if isinstance(m, PcreMatch))
     assert p.relative and p.nocase and p.regex.search(b"xABC")
     assert isinstance(r.buffer("http.method").matches[0], PcreMatch)
     assert r.buffer("http.uri").matches[0].negated
@@ -373,8 +381,8 @@ def test_flowbits_xbits_threshold():
     ("flowbits:set,a|b;", "only with isset"),
     ("xbits:set,x;", "expected"),
     ("threshold:type limit, track by_src, count 1;", "missing seconds"),
-    ("threshold:type limit, track by_src, count 1, seconds 1; detection_filter:track by_src, count 1, "
-     "seconds 1;", "only one"),
+    (("threshold:type limit, track by_src, count 1, seconds 1; detection_filter:track by_src, count 1, "
+     "seconds 1;"), "only one"),
     ("flags:SX;", "unknown TCP flag"),
     ("dsize:abc;", "expected N"),
     ("dsize:5<>3;", "out of order"),
@@ -408,3 +416,28 @@ def test_identity_fields_and_classification_priority():
     assert rule("content:\"x\";").priority == 3
     assert reject("classtype:nonsense;") == "unknown classtype: nonsense"
     assert "1..255" in reject("priority:0;")
+
+
+def test_relative_byte_keywords_follow_the_previous_match_into_its_buffer():
+    # Suricata places a relative isdataat/byte_* outside a sticky buffer in the buffer of the match before it
+    r = rule('content:"/x.php?id="; http_uri; isdataat:5,relative; byte_test:1,=,0x41,0,relative; '
+             'content:"payload";', "alert http any any -> any any")
+    uri = r.buffer("http.uri").matches
+    assert [type(m).__name__ for m in uri] == ["ContentMatch", "IsDataAt", "ByteTest"]
+    assert [type(m).__name__ for m in r.buffer("pkt_data").matches] == ["ContentMatch"]
+    # a non-relative one stays on the payload
+    r = rule('content:"a"; http_uri; isdataat:5;', "alert http any any -> any any")
+    assert isinstance(r.buffer("pkt_data").matches[0], IsDataAt)
+
+
+def test_relative_pcre_needs_a_previous_match_in_its_buffer_outside_sticky_buffers():
+    assert "needs a preceding content" in reject('pcre:"/x/R";')
+    assert "needs a preceding content" in reject('content:"a"; http_uri; pcre:"/x/R";',
+                                                 "alert http any any -> any any")
+    r = rule('http.uri; pcre:"/^x/R";', "alert http any any -> any any")    # sticky: from the buffer start
+    assert r.buffer("http.uri").matches[0].relative
+
+
+def test_metadata_pairs():
+    r = rule("metadata:former_category MALWARE, signature_severity Major; metadata:tag Ransomware;")
+    assert r.metadata == (("former_category", "MALWARE"), ("signature_severity", "Major"), ("tag", "Ransomware"))

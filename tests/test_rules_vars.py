@@ -4,7 +4,7 @@ import ipaddress
 import pytest
 
 from gateway.config import Config
-from gateway.ids.vars import Variables, VarError
+from gateway.ids.vars import VarError, Variables
 
 
 def packed(ip: str) -> bytes:

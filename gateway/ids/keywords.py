@@ -158,31 +158,39 @@ def _value_or_var(b, text: str, what: str, lo: int = -65535, hi: int = 65535):
     raise RuleError(f"{what}: unknown byte_extract variable {text!r}")
 
 
+_HEX_RUN = re.compile(r"[0-9A-Fa-f \t]*\Z")
+
+
 def decode_content(text: str) -> bytes:
     """Suricata content string -> bytes: |41 42| hex runs, and \\" \\; \\\\ \\: escapes."""
-    if "|" not in text and "\\" not in text:
+    if "\\" not in text:
+        # common case: literal runs and hex runs alternate around '|'
         if '"' in text:
             raise RuleError("content: unescaped double quote")
-        return text.encode("utf-8", "surrogateescape")
+        if "|" not in text:
+            return text.encode("utf-8", "surrogateescape")
+        parts = text.split("|")
+        if len(parts) % 2 == 0:
+            raise RuleError("content: unterminated hex run (missing |)")
+        out = bytearray()
+        for i, part in enumerate(parts):
+            if i % 2 == 0:
+                out += part.encode("utf-8", "surrogateescape")
+            else:
+                out += _hex_run(part)
+        return bytes(out)
     out = bytearray()
     hexmode = False
-    hexdigits = ""
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
         if hexmode:
-            if ch == "|":
-                if hexdigits:
-                    raise RuleError("content: odd number of hex digits")
-                hexmode = False
-            elif ch in "0123456789abcdefABCDEF":
-                hexdigits += ch
-                if len(hexdigits) == 2:
-                    out.append(int(hexdigits, 16))
-                    hexdigits = ""
-            elif ch not in " \t":
-                raise RuleError(f"content: invalid character {ch!r} in hex")
-            i += 1
+            end = text.find("|", i)
+            if end < 0:
+                raise RuleError("content: unterminated hex run (missing |)")
+            out += _hex_run(text[i:end])
+            hexmode = False
+            i = end + 1
             continue
         if ch == "\\":
             if i + 1 >= n or text[i + 1] not in '\\";:|':
@@ -200,6 +208,16 @@ def decode_content(text: str) -> bytes:
     if hexmode:
         raise RuleError("content: unterminated hex run (missing |)")
     return bytes(out)
+
+
+def _hex_run(run: str) -> bytes:
+    if not _HEX_RUN.match(run):
+        bad = next(c for c in run if c not in "0123456789abcdefABCDEF \t")
+        raise RuleError(f"content: invalid character {bad!r} in hex")
+    digits = run.replace(" ", "").replace("\t", "")
+    if len(digits) % 2:
+        raise RuleError("content: odd number of hex digits")
+    return bytes.fromhex(digits)
 
 
 def _unescape_text(text: str) -> str:
@@ -251,12 +269,8 @@ def _reference(b, v):
 
 
 def _metadata(b, v):
-    for item in _need(v, "metadata").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        key, _, val = item.partition(" ")
-        b.metadata.append((key, val.strip()))
+    # kept as written; Rule.metadata splits it into (key, value) pairs when asked (saves load time)
+    b.metadata.append(_need(v, "metadata"))
 
 
 def _target(b, v):

@@ -251,7 +251,7 @@ class Rule:
     classtype: str | None = None
     priority: int = 3
     references: tuple[tuple[str, str], ...] = ()
-    metadata: tuple[tuple[str, str], ...] = ()
+    metadata_raw: tuple[str, ...] = ()  # each metadata option as written; see .metadata
     target: str | None = None           # src_ip | dest_ip
     buffers: tuple[MatchList, ...] = ()
     fast_pattern: FastPattern | None = None
@@ -275,6 +275,17 @@ class Rule:
     file: str = ""
     line: int = 0
     text: str = ""
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """metadata options as (key, value) pairs, e.g. ("signature_severity", "Major")."""
+        pairs = []
+        for raw in self.metadata_raw:
+            for item in raw.split(","):
+                key, _, value = item.strip().partition(" ")
+                if key:
+                    pairs.append((key, value.strip()))
+        return tuple(pairs)
 
     def buffer(self, name: str, transforms: tuple[str, ...] = ()) -> MatchList | None:
         for ml in self.buffers:

@@ -11,12 +11,23 @@ entry in keywords.KEYWORDS. An unknown keyword rejects the rule ("unsupported ke
 """
 from __future__ import annotations
 
+import gc
 import re
 from pathlib import Path
 
 from .classification import Classification, load_classifications
 from .keywords import BUFFERS, KEYWORDS, TRANSFORMS
-from .model import ContentMatch, FastPattern, FlowMatch, MatchList, Rejection, Rule, RuleError, RuleSet
+from .model import (
+    ContentMatch,
+    FastPattern,
+    FlowMatch,
+    MatchList,
+    PcreMatch,
+    Rejection,
+    Rule,
+    RuleError,
+    RuleSet,
+)
 from .vars import VarError, Variables
 
 __all__ = ["ACTIONS", "PROTOCOLS", "RuleError", "RuleFileError", "load_rules", "parse_rule"]
@@ -75,6 +86,8 @@ class _Builder:
         self.transform_ok = False
         self.last_cm: ContentMatch | None = None
         self.last_cm_list: MatchList | None = None
+        self.last_match = None                    # the last match of any kind, and its list
+        self.last_match_list: MatchList | None = None
         self.byte_vars: set[str] = set()
         self.references: list = []
         self.metadata: list = []
@@ -135,10 +148,19 @@ class _Builder:
             if target.key not in self.lists:
                 target = self._list(target.buffer, target.transforms)
                 self.sticky = target
+        elif getattr(match, "relative", False) and not isinstance(match, (ContentMatch, PcreMatch)) \
+                and self.last_match_list is not None:
+            # Suricata puts a relative byte_test/byte_jump/byte_extract/isdataat outside a sticky buffer
+            # into the buffer of the match before it (`content:"x"; http_uri; isdataat:1,relative;`)
+            target = self.last_match_list
         else:
             target = self._list("pkt_data")
+        if isinstance(match, PcreMatch) and match.relative and self.sticky is None and not any(
+                isinstance(m, (ContentMatch, PcreMatch)) for m in target.matches):
+            raise RuleError("pcre: /R (relative) needs a preceding content or pcre in the same buffer")
         target.matches.append(match)
         self.transform_ok = False
+        self.last_match, self.last_match_list = match, target
         if isinstance(match, ContentMatch):
             self.last_cm, self.last_cm_list = match, target
 
@@ -167,6 +189,8 @@ class _Builder:
         target = self._list(buffer)
         target.matches.append(cm)
         self.last_cm_list = target
+        if self.last_match is cm:
+            self.last_match_list = target
 
 
 def _select_fast_pattern(lists: list[MatchList]) -> FastPattern | None:
@@ -210,22 +234,27 @@ def _split_options(body: str) -> list[tuple[str, str | None]]:
     pieces = body.split(";")
     if pieces[-1].strip():
         raise RuleError("options: missing ';' after the last option (or a stray character)")
+    del pieces[-1]
+    if len(pieces) > MAX_OPTIONS:
+        raise RuleError(f"more than {MAX_OPTIONS} options")
+    if "\\;" in body:                     # rejoin pieces whose ';' was escaped
+        joined, cur = [], None
+        for piece in pieces:
+            cur = piece if cur is None else cur + ";" + piece
+            if cur.endswith("\\") and (len(cur) - len(cur.rstrip("\\"))) % 2 == 1:
+                continue
+            joined.append(cur)
+            cur = None
+        if cur is not None:
+            raise RuleError("options: missing ';' after the last option")
+        pieces = joined
     out = []
-    cur = None
-    for piece in pieces[:-1]:
-        cur = piece if cur is None else cur + ";" + piece
-        if cur.endswith("\\") and (len(cur) - len(cur.rstrip("\\"))) % 2 == 1:
-            continue                        # escaped ';': part of the value
-        name, sep, value = cur.partition(":")
+    for piece in pieces:
+        name, sep, value = piece.partition(":")
         name = name.strip().lower()
-        if not name or " " in name or "\t" in name:
-            raise RuleError(f"options: malformed option {cur.strip()[:40]!r}")
+        if not name or " " in name or "\t" in name or "\n" in name:
+            raise RuleError(f"options: malformed option {piece.strip()[:40]!r}")
         out.append((name, value.strip() if sep else None))
-        cur = None
-        if len(out) > MAX_OPTIONS:
-            raise RuleError(f"more than {MAX_OPTIONS} options")
-    if cur is not None:
-        raise RuleError("options: missing ';' after the last option")
     return out
 
 
@@ -325,7 +354,7 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
         action=action, proto=proto, ip_protos=ip_protos, app_proto=app_proto, src=src, sport=sport,
         dst=dst, dport=dport, bidirectional=bidir, sid=r["sid"], gid=r.get("gid", 1), rev=r.get("rev", 0),
         msg=r.get("msg", ""), classtype=classtype, priority=priority, references=tuple(b.references),
-        metadata=tuple(b.metadata), target=r.get("target"), buffers=tuple(lists),
+        metadata_raw=tuple(b.metadata), target=r.get("target"), buffers=tuple(lists),
         fast_pattern=_select_fast_pattern(lists), flow=flow, flags=r.get("flags"), dsize=r.get("dsize"),
         urilen=r.get("urilen"), urilen_raw=r.get("urilen_raw", False), itype=r.get("itype"),
         icode=r.get("icode"), ttl=r.get("ttl"), ip_proto=r.get("ip_proto"), stream_size=tuple(b.stream_sizes),
@@ -375,6 +404,18 @@ def load_rules(paths, variables: Variables | None = None,
         variables = _default_variables()
     if not isinstance(classifications, dict):
         classifications = load_classifications(classifications)
+    # The load allocates ~1M small objects and no cycles: the cyclic GC would rescan the growing heap
+    # again and again (about 40% of the load time), so it is paused for the load.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(paths, variables, classifications)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _load(paths, variables: Variables, classifications) -> RuleSet:
     rules: list[Rule] = []
     rejected: list[Rejection] = []
     seen: dict[tuple[int, int], tuple[str, int]] = {}
