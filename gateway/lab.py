@@ -502,10 +502,11 @@ def demo(prefix: str, config_path: str | None = None, signatures: str | None = N
             kinds[ev.get("event_type", "?")] = kinds.get(ev.get("event_type", "?"), 0) + 1
         print(f"\nEVE JSON: {len(events)} events ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})")
         for ev in events:
-            if ev.get("event_type") == "drop" or (ev.get("flow", {}).get("action") == "drop"):
-                fw = ev.get("flow", {}).get("firewall") or ev.get("drop", {}) or {}
-                print(f"  {ev.get('event_type'):5s} {ev.get('src_ip')} -> {ev.get('dest_ip')}:"
-                      f"{ev.get('dest_port', '')} {ev.get('proto')} {json.dumps(fw)}")
+            kind = ev.get("event_type")
+            if kind in ("drop", "alert"):
+                detail = ev.get("drop") or ev.get("alert") or {}
+                print(f"  {kind:5s} {ev.get('src_ip')} -> {ev.get('dest_ip')}:{ev.get('dest_port', '')} "
+                      f"{ev.get('proto')} {json.dumps(detail)}")
         left = lab.exec("gw", ["iptables-save"], timeout=10).stdout
         print(f"\ngateway stopped (exit {rc}); rules left in {lab.ns('gw')}: "
               f"{'NONE' if st['chain'] not in left else 'SOME (bug!)'}")
