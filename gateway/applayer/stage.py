@@ -13,11 +13,11 @@ context) for the IDS stage, which evaluates app-layer rules against them. Parser
 from __future__ import annotations
 
 from ..events import packet_event
-from ..packet import FIN, PROTO_TCP, PROTO_UDP, RST
+from ..packet import FIN, PROTO_TCP, PROTO_UDP, RST, SYN
 from ..pipeline import PacketContext, Stage
 from .detect import detect
 from .dns import DnsParser
-from .http import HttpParser
+from .http import _HEADERS, HttpParser
 from .tls import TlsParser
 
 PROBE_BYTES = 4096          # bytes per direction kept while the protocol is undecided
@@ -39,6 +39,24 @@ class AppState:
         self.ctx = None                             # the packet `updated` belongs to
         self.anomalies = 0
         self.closed = [False, False]                # eof() given per direction [to_client, to_server]
+
+
+class RequestLineView:
+    """A request whose line is parsed but whose headers are still arriving. Suricata inspects http.uri,
+    http.method, ... as soon as the request line is complete (libhtp progress REQUEST_LINE); the other
+    buffers of the transaction are not offered until its headers are complete."""
+
+    __slots__ = ("partial_of",)
+    LINE_BUFFERS = frozenset({"http.uri", "http.uri.raw", "http.method", "http.request_line", "http.protocol"})
+
+    def __init__(self, tx):
+        self.partial_of = tx
+
+    def buffer(self, keyword: str, to_server: bool | None = None):
+        return self.partial_of.buffer(keyword, True) if keyword in self.LINE_BUFFERS else None
+
+    def __getattr__(self, name):
+        return getattr(self.partial_of, name)
 
 
 def updated_transactions(ctx: PacketContext) -> list:
@@ -71,7 +89,11 @@ class AppLayerStage(Stage):
         st.ctx = ctx
         st.updated = []
         to_server = ctx.to_server
-        data = ctx.stream_data if proto == PROTO_TCP else pkt.payload
+        if proto == PROTO_TCP:
+            # data on a SYN (TCP Fast Open) is not part of the reassembled stream; it is the first bytes
+            data = ctx.stream_data or (pkt.payload if pkt.tcp_flags & SYN and flow.streams is not None else b"")
+        else:
+            data = pkt.payload
         if st.proto is None:
             if not data:
                 return
@@ -111,6 +133,12 @@ class AppLayerStage(Stage):
             self._events(ctx, st, events)
         elif data:
             self._events(ctx, st, st.parser.feed(data, to_server))
+        if st.proto == "http" and to_server and data:
+            req = st.parser.req
+            tx = req.tx
+            if req.state == _HEADERS and tx is not None and tx.request_line and \
+                    not any(t is tx for _, t in st.updated):
+                st.updated.append(("http", RequestLineView(tx)))
         if proto == PROTO_TCP and pkt.tcp_flags & (FIN | RST) and st.proto == "http":
             for d in ((to_server,) if pkt.tcp_flags & FIN else (True, False)):
                 if not st.closed[d]:

@@ -166,10 +166,11 @@ class DetectionEngine:
         return len(self.rules)
 
     # ------------------------------------------------------------------ per packet
-    def inspect(self, pkt, flow, to_server: bool, pkt_data: bytes, txs, stream_only: bool = True) -> list[Match]:
+    def inspect(self, pkt, flow, to_server: bool, pkt_data: bytes, txs, established: bool | None = None) -> list[Match]:
         """Rules matching this packet. `pkt_data` is the payload / stream bytes to inspect; `txs` is a list of
-        (app, tx) the app-layer stage updated on this packet. Returns matches in evaluation order, after
-        flowbits/thresholds were applied; a matching pass rule stops the evaluation."""
+        (app, tx) the app-layer stage updated on this packet; `established` is the flow state as the packet
+        found it (see flow_state). Returns matches in evaluation order, after flowbits/thresholds were
+        applied; a matching pass rule stops the evaluation."""
         proto = pkt.proto
         grp = self.groups.get(PROTO_ICMP if proto == PROTO_ICMPV6 else proto if proto in _GROUPS else 0)
         if grp is None:
@@ -215,13 +216,13 @@ class DetectionEngine:
         if not cands and not tx_cands:
             return []
         order = sorted(list(cands) + [i for i in tx_cands if i not in cands], key=lambda i: rules[i].order)
-        state = flow.state.get("ids")
-        if state is None:
-            state = flow.state["ids"] = {"bits": set(), "tx": OrderedDict()}
+        state = flow_state(flow)
+        if established is None:
+            established = _established(flow)
         out: list[Match] = []
         for i in order:
             cr = rules[i]
-            if not self._header(cr, pkt, flow, to_server, state):
+            if not self._header(cr, pkt, flow, to_server, state, established):
                 continue
             tl = tx_cands.get(i)
             if tl is None:
@@ -239,14 +240,15 @@ class DetectionEngine:
                 for app, tx in tl:
                     if cr.app is not None and cr.app != app:
                         continue
-                    seen = txmem.get(id(tx))
-                    if seen is not None and seen[0] is tx and i in seen[1]:
+                    whole = getattr(tx, "partial_of", None) or tx   # alerts are per whole transaction
+                    seen = txmem.get(id(whole))
+                    if seen is not None and seen[0] is whole and i in seen[1]:
                         continue
                     self.evaluated += 1
                     if not self._tx_match(cr, app, tx, to_server, pkt_data):
                         continue
-                    if seen is None or seen[0] is not tx:
-                        seen = txmem[id(tx)] = (tx, set())
+                    if seen is None or seen[0] is not whole:
+                        seen = txmem[id(whole)] = (whole, set())
                         if len(txmem) > MAX_TX_MEMORY:
                             txmem.popitem(last=False)
                     seen[1].add(i)
@@ -267,7 +269,7 @@ class DetectionEngine:
         return out
 
     # ------------------------------------------------------------------ conditions
-    def _header(self, cr: _CRule, pkt, flow, to_server: bool, state) -> bool:
+    def _header(self, cr: _CRule, pkt, flow, to_server: bool, state, established: bool) -> bool:
         r = cr.rule
         if r.app_proto is not None and flow.app_proto != r.app_proto:
             return False
@@ -277,7 +279,7 @@ class DetectionEngine:
         if fm is not None:
             if fm.to_server is not None and fm.to_server != to_server:
                 return False
-            if fm.established is not None and _established(flow, pkt) != fm.established:
+            if fm.established is not None and established != fm.established:
                 return False
         if r.flags is not None and (pkt.proto != PROTO_TCP or not r.flags.matches(pkt.tcp_flags)):
             return False
@@ -443,10 +445,30 @@ class DetectionEngine:
         return True
 
 
-def _established(flow, pkt) -> bool:
+def flow_state(flow) -> dict:
+    """The engine's per-flow state: flowbits, per-transaction alert memory, established tracking."""
+    state = flow.state.get("ids")
+    if state is None:
+        state = flow.state["ids"] = {"bits": set(), "tx": OrderedDict(), "est": False}
+    return state
+
+
+def _established(flow) -> bool:
     if flow.proto == PROTO_TCP:
         return flow.tcp_state in (TCP_ESTABLISHED, TCP_CLOSING)
     return flow.pkts_toserver > 0 and flow.pkts_toclient > 0
+
+
+def established_for_packet(flow) -> bool:
+    """flow:established as Suricata evaluates it: the state the packet FOUND (its flags are set at flow
+    lookup, before the TCP state machine runs), so the handshake's last ACK is not yet established and a
+    FIN still is. Call once per packet, in order."""
+    state = flow_state(flow)
+    before = state["est"]
+    state["est"] = _established(flow)
+    if flow.proto != PROTO_TCP:
+        return state["est"]
+    return before
 
 
 def _stream_size(ss, flow) -> bool:

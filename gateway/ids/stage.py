@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from ..applayer.stage import updated_transactions
 from ..events import packet_event
-from ..packet import PROTO_TCP
+from ..packet import PROTO_TCP, SYN
 from ..pipeline import PacketContext, Stage, Verdict
-from .engine import DetectionEngine
+from .engine import DetectionEngine, established_for_packet
 
 _ACTION_VERDICT = {"drop": Verdict.DROP, "reject": Verdict.REJECT}
 
@@ -40,11 +40,13 @@ class IdsStage(Stage):
             return
         pkt = ctx.pkt
         if pkt.proto == PROTO_TCP and flow.streams is not None:
-            data = ctx.stream_data
+            # reassembled bytes; data on a SYN (TCP Fast Open) never enters the stream: inspect it as is
+            data = ctx.stream_data or (pkt.payload if pkt.tcp_flags & SYN else b"")
         else:
             data = pkt.payload
         try:
-            matches = self.engine.inspect(pkt, flow, ctx.to_server, data, updated_transactions(ctx))
+            matches = self.engine.inspect(pkt, flow, ctx.to_server, data, updated_transactions(ctx),
+                                          established_for_packet(flow))
         except Exception as e:  # noqa: BLE001 - detection must never take the worker down
             self.errors += 1
             self.last_error = f"{type(e).__name__}: {e}"
