@@ -115,7 +115,36 @@ def test_uri_with_spaces_keeps_them():
     _, ev = exchange(b"GET /a b afterspace HTTP/1.1\r\nHost: h\r\n\r\n")
     tx = first_tx(ev)
     assert tx.buffer("http.uri") == b"/a b afterspace"
-    assert "uri_contains_whitespace" in tx.anomalies
+    assert "uri_delim_non_compliant" in tx.anomalies
+
+
+def test_request_header_multi_buffer():
+    _, ev = exchange(GET, OK)
+    tx = first_tx(ev)
+    assert tx.buffers("http.request_header")[:2] == [b"Host: www.Example.com:8080", b"User-Agent: Mozilla/5.0"]
+    assert b"Set-Cookie: a=b" in tx.buffers("http.response_header")
+    assert tx.buffers("http.uri") == [b"/index.html?q=1"]
+
+
+def test_anomalies_use_suricata_app_layer_event_names():
+    cases = [
+        (b"GET /\r\n", "request_line_missing_protocol"),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n",
+         "request_chunk_extension"),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Foo bar\r\n\r\n", "request_auth_unrecognized"),
+        (b"GET /a%252e%252e/ HTTP/1.1\r\nHost: h\r\n\r\n", "double_encoded_uri"),
+        (b"GET http://a.example/ HTTP/1.1\r\nHost: b.example\r\n\r\n", "host_header_ambiguous"),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-A: 2\r\n\r\n", "request_header_repetition"),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+         "duplicate_content_length_field_in_request"),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nno colon here\r\n\r\n", "request_field_missing_colon"),
+        (b"GET / HTTP/1.1\r\n\r\n", "missing_host_header"),
+    ]
+    for req, code in cases:
+        _, ev = exchange(req)
+        assert code in anomalies(ev), (req, anomalies(ev))
+    _, ev = exchange(b"GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Basic Zm9vOmJhcg==\r\n\r\n")
+    assert anomalies(ev) == []
 
 
 # ---------------------------------------------------------------------------- URI normalisation
@@ -284,7 +313,7 @@ def test_overlong_header_line_gives_up_direction_only():
     lim = HttpLimits(max_line=100)
     p = HttpParser(lim)
     ev = p.feed(b"GET / HTTP/1.1\r\nX: " + b"a" * 200, True)
-    assert "line_too_long" in anomalies(ev) and "gave_up" in anomalies(ev)
+    assert "request_field_too_long" in anomalies(ev) and "gave_up" in anomalies(ev)
     assert p.feed(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", True) == []      # direction given up, quietly
     ev = p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz", False)
     assert "response_complete" in kinds(ev)                            # the other side still works
@@ -295,7 +324,7 @@ def test_too_many_headers_is_bounded():
     req = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(50)) + b"\r\n"
     _, ev = exchange(req, limits=lim, close=False)
     tx = first_tx(ev)
-    assert len(tx.request_headers) == 10 and "too_many_headers" in anomalies(ev)
+    assert len(tx.request_headers) == 10 and "request_too_many_headers" in anomalies(ev)
 
 
 def test_pending_transactions_are_bounded():
@@ -309,7 +338,7 @@ def test_pending_transactions_are_bounded():
 def test_invalid_chunk_length_falls_back_to_close_delimited_body():
     resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nnot-a-chunk-size body"
     _, ev = exchange(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", resp)
-    assert "invalid_chunk_length" in anomalies(ev)
+    assert "invalid_response_chunk_len" in anomalies(ev)
     assert first_tx(ev).buffer("file.data", False) == b"not-a-chunk-size body"
 
 

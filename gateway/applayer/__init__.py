@@ -26,6 +26,10 @@ HTTP/1.x (http.py) - one HttpParser(HttpLimits()) per connection
     http.stat_code, http.stat_msg, http.response_line, http.server, http.location, http.referer,
     http.accept*, http.connection, http.request_body, http.response_body, file.data; old names
     (http_uri, file_data, ...) are accepted too. HTTP_BUFFERS lists them.
+    HttpTransaction.buffers(keyword, to_server=None) -> list: the multi-buffers http.request_header /
+    http.response_header ("Name: value" each; HTTP_MULTI_BUFFERS), or [buffer] for the others.
+    HTTP anomaly codes are Suricata's app-layer-event names (request_field_missing_colon,
+    invalid_response_chunk_len, duplicate_content_length_field_in_request, ...) where one exists.
 
 DNS (dns.py) - DnsParser(tcp=False|True)
     feed(datagram_or_stream_bytes, to_server). Events: query, response (tx = DnsTransaction with
@@ -43,11 +47,12 @@ TLS (tls.py) - TlsParser(TlsLimits())
 from .common import AppEvent
 from .detect import PORT_HINTS, detect
 from .dns import DnsLimits, DnsMessage, DnsParser, DnsTransaction, parse_message
-from .http import HTTP_BUFFERS, HttpLimits, HttpParser, HttpTransaction
+from .http import HTTP_BUFFERS, HTTP_MULTI_BUFFERS, HttpLimits, HttpParser, HttpTransaction
 from .tls import TlsLimits, TlsParser, TlsSession
 
 __all__ = [
     "HTTP_BUFFERS",
+    "HTTP_MULTI_BUFFERS",
     "PORT_HINTS",
     "AppEvent",
     "DnsLimits",

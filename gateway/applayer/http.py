@@ -85,6 +85,46 @@ def parse_content_length(value: bytes) -> int | None:
     return int(m.group(0))
 
 
+def _both(req: str, res: str | None = None) -> tuple[str, str]:
+    return (req, res or req)
+
+
+# Our internal anomaly codes -> Suricata's app-layer-event names (request, response), so that
+# `app-layer-event:http.<name>` rules work unchanged. Codes not listed are reported as they are.
+_EVENT_NAMES = {
+    "line_too_long": _both("request_field_too_long", "response_field_too_long"),
+    "header_too_long": _both("request_field_too_long", "response_field_too_long"),
+    "header_missing_colon": _both("request_field_missing_colon", "response_field_missing_colon"),
+    "invalid_chunk_length": _both("invalid_request_chunk_len", "invalid_response_chunk_len"),
+    "chunk_length_line_too_long": _both("invalid_request_chunk_len", "invalid_response_chunk_len"),
+    "chunk_extension": _both("request_chunk_extension", "response_chunk_extension"),
+    "invalid_transfer_encoding": _both("invalid_transfer_encoding_value_in_request",
+                                       "invalid_transfer_encoding_value_in_response"),
+    "abnormal_transfer_encoding": _both("invalid_transfer_encoding_value_in_request",
+                                        "invalid_transfer_encoding_value_in_response"),
+    "invalid_content_length": _both("invalid_content_length_field_in_request",
+                                    "invalid_content_length_field_in_response"),
+    "content_length_extra_data": _both("invalid_content_length_field_in_request",
+                                       "invalid_content_length_field_in_response"),
+    "duplicate_content_length_field": _both("duplicate_content_length_field_in_request",
+                                            "duplicate_content_length_field_in_response"),
+    "duplicate_100_continue": _both("100_continue_already_seen"),
+    "invalid_header_folding": _both("invalid_request_field_folding", "invalid_response_field_folding"),
+    "too_many_headers": _both("request_too_many_headers", "response_too_many_headers"),
+    "header_repetition": _both("request_header_repetition", "response_header_repetition"),
+    "header_name_nul": _both("request_header_invalid", "response_header_invalid"),
+    "header_name_trailing_whitespace": _both("request_header_invalid", "response_header_invalid"),
+    "header_name_empty": _both("request_header_invalid", "response_header_invalid"),
+    "folded_line_looks_like_header": _both("request_header_invalid", "response_header_invalid"),
+    "request_method_invalid": _both("request_line_invalid"),
+    "uri_contains_whitespace": _both("uri_delim_non_compliant"),
+    "decompression_failed": _both("gzip_decompression_failed"),
+    "unknown_content_encoding": _both("abnormal_ce_header"),
+}
+_AUTH_SCHEMES = (b"basic", b"digest", b"bearer")
+_DOUBLE_ENCODED_RE = re.compile(rb"%25(?:[0-9a-fA-F]{2}|[uU][0-9a-fA-F]{4})")
+
+
 def _is_status_line(line: bytes) -> bool:
     return line.lstrip(_WS_CTL + b"\x00")[:4].upper() == b"HTTP"
 
@@ -98,6 +138,7 @@ class HttpTransaction:
         "hostname",
         "http09",
         "method",
+        "repeated",
         "request_body",
         "request_body_len",
         "request_codings",
@@ -156,6 +197,7 @@ class HttpTransaction:
         self.response_truncated = False
         self.request_codings: list[str] = []
         self.response_codings: list[str] = []
+        self.repeated: set[tuple[bool, bytes]] = set()
 
     # ------------------------------------------------------------------ header access
     def request_header(self, name: bytes) -> bytes | None:
@@ -185,6 +227,16 @@ class HttpTransaction:
         if to_server is None:
             raise ValueError(f"{keyword} exists in both directions: pass to_server")
         return fn(self, to_server)
+
+    def buffers(self, keyword: str, to_server: bool | None = None) -> list[bytes]:
+        """Every buffer of a keyword as a list. Multi-buffer keywords: http.request_header and
+        http.response_header ("Name: value" per header, Suricata 7); any single-buffer keyword gives
+        [buffer] or []."""
+        if keyword in ("http.request_header", "http.response_header"):
+            headers = self.request_headers if keyword == "http.request_header" else self.response_headers
+            return [n + b": " + v for n, v in headers.values()]
+        b = self.buffer(keyword, to_server)
+        return [] if b is None else [b]
 
     def _headers(self, to_server: bool) -> dict[bytes, list]:
         return self.request_headers if to_server else self.response_headers
@@ -285,6 +337,7 @@ for _old, _new in _ALIASES.items():
             _table[_old] = _table[_new]
 
 HTTP_BUFFERS = frozenset(_REQUEST_ONLY) | frozenset(_RESPONSE_ONLY) | frozenset(_BOTH)
+HTTP_MULTI_BUFFERS = frozenset(("http.request_header", "http.response_header"))
 
 
 class _Direction:
@@ -393,6 +446,9 @@ class HttpParser:
         self._events.append(AppEvent(kind, tx, to_server, data, info))
 
     def _anomaly(self, tx, code: str, to_server: bool) -> None:
+        names = _EVENT_NAMES.get(code)
+        if names is not None:
+            code = names[0] if to_server else names[1]
         self.anomaly_count += 1
         if tx is not None and len(tx.anomalies) < 64:
             tx.anomalies.append(code)
@@ -553,6 +609,8 @@ class HttpParser:
             tx.request_protocol = b""
         if b" " in tx.uri_raw or b"\t" in tx.uri_raw:
             self._anomaly(tx, "uri_contains_whitespace", True)
+        if b"%25" in tx.uri_raw and _DOUBLE_ENCODED_RE.search(tx.uri_raw):
+            self._anomaly(tx, "double_encoded_uri", True)
         tx.uri, uri_host = normalize_uri(tx.uri_raw)
         if uri_host:
             tx.hostname = uri_host
@@ -563,6 +621,7 @@ class HttpParser:
         if not tx.request_protocol:
             # HTTP/0.9: no headers, no body.
             tx.http09 = True
+            self._anomaly(tx, "request_line_missing_protocol", True)
             self._emit("request_headers", tx, True)
             self._request_done(d)
             return
@@ -700,6 +759,9 @@ class HttpParser:
                 self._anomaly(tx, "duplicate_content_length_field", d.to_server)
             # libhtp keeps the first Content-Length
         else:
+            if (d.to_server, key) not in tx.repeated:
+                tx.repeated.add((d.to_server, key))      # reported once per header name
+                self._anomaly(tx, "header_repetition", d.to_server)
             have[1] = have[1] + b", " + value
 
     def _headers_done(self, d: _Direction) -> None:
@@ -709,6 +771,11 @@ class HttpParser:
             if host is not None and not tx.host_raw:
                 tx.host_raw = host
                 tx.hostname = normalize_host(host)
+            elif host is not None and normalize_host(host) != tx.hostname:
+                self._anomaly(tx, "host_header_ambiguous", True)
+            auth = tx.request_header(b"authorization")
+            if auth is not None and auth.split(None, 1)[:1] and auth.split(None, 1)[0].lower() not in _AUTH_SCHEMES:
+                self._anomaly(tx, "request_auth_unrecognized", True)
             elif host is None and tx.request_protocol.upper() == b"HTTP/1.1" and not tx.host_raw:
                 self._anomaly(tx, "missing_host_header", True)
             self._emit("request_headers", tx, True)
@@ -859,8 +926,9 @@ class HttpParser:
                 self._give_up(d, "chunk_length_line_too_long")
             return False
         tail = bytes(buf[e:nl]).strip(_WS_CTL)
-        if tail and not tail.startswith(b";"):
-            self._anomaly(d.tx, "chunk_length_extra_data", d.to_server)
+        if tail:
+            self._anomaly(d.tx, "chunk_extension" if tail.startswith(b";") else "chunk_length_extra_data",
+                          d.to_server)
         size = int(bytes(buf[s:e]), 16) if e - s <= 16 else 1 << 64
         if size > 0x7FFFFFFF:
             self._invalid_chunk(d)
