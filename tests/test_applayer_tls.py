@@ -145,7 +145,7 @@ def test_capture_split_points_do_not_change_results(cuts):
 def test_oversized_record_gives_up_direction():
     p = TlsParser()
     ev = p.feed(b"\x16\x03\x01\xff\xff" + b"\x00" * 10, True)
-    assert [e.info for e in ev] == ["record_overflow"]
+    assert [e.info for e in ev] == ["invalid_record_length"]
     assert p.feed(records(client_hello()), True) == []      # given up
     ev = p.feed(b"\x16\x03\x03\x00\x04\x0e\x00\x00\x00", False)   # ServerHelloDone: other side fine
     assert not [e for e in ev if e.kind == "anomaly"]
@@ -154,7 +154,7 @@ def test_oversized_record_gives_up_direction():
 def test_handshake_message_size_is_bounded():
     p = TlsParser(TlsLimits(max_handshake=1000))
     ev = p.feed(b"\x16\x03\x01\x00\x04\x0b\x01\x00\x00", False)
-    assert [e.info for e in ev] == ["handshake_message_too_large"]
+    assert [e.info for e in ev] == ["handshake_invalid_length"]
 
 
 def test_not_tls_at_all():

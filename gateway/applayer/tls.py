@@ -9,7 +9,8 @@ Events (AppEvent, tx = the TlsSession of the flow):
     server_hello   ServerHello parsed: .version (negotiated), .cipher, .ja3s_*
     certificate    server Certificate parsed (TLS <= 1.2): .certs, .subject, .issuer, .serial, ...
     encrypted      a direction switched to encrypted records; when both have, .done is True
-    anomaly        info = code (record_overflow, invalid_handshake_message, certificate_invalid, ...)
+    anomaly        info = Suricata's tls app-layer-event name (invalid_record_length, invalid_record_type,
+                   invalid_handshake_message, handshake_invalid_length, certificate_invalid_der, ...)
 
 Records may be split across segments, several handshake messages may share a record and one message
 may span records. Per-direction buffers are bounded (a record by the TLS maximum, a handshake message
@@ -325,7 +326,7 @@ class TlsParser:
                 self._give_up(d, to_server, "invalid_record_type" if major == 3 else "invalid_record_version")
                 return
             if ln > _MAX_RECORD:
-                self._give_up(d, to_server, "record_overflow")
+                self._give_up(d, to_server, "invalid_record_length")
                 return
             if n - pos - 5 < ln:
                 break
@@ -361,7 +362,7 @@ class TlsParser:
             mtype = hb[pos]
             ln = (hb[pos + 1] << 16) | (hb[pos + 2] << 8) | hb[pos + 3]
             if ln > self.limits.max_handshake:
-                self._give_up(d, to_server, "handshake_message_too_large")
+                self._give_up(d, to_server, "handshake_invalid_length")
                 return
             if len(hb) - pos - 4 < ln:
                 break
@@ -369,8 +370,8 @@ class TlsParser:
             pos += 4 + ln
             try:
                 self._handshake(mtype, body, d, to_server)
-            except _Malformed as e:
-                self._anomaly(f"invalid_handshake_message:{mtype}:{e}", to_server)
+            except _Malformed:
+                self._anomaly("invalid_handshake_message", to_server)
             if d.encrypted or d.dead:
                 return
         if pos:
@@ -475,8 +476,8 @@ class TlsParser:
         if certs:
             try:
                 c = parse_certificate(certs[0])
-            except CertError as e:
-                self._anomaly(f"certificate_invalid:{e}", to_server)
+            except CertError:
+                self._anomaly("certificate_invalid_der", to_server)
             else:
                 s.subject, s.issuer, s.serial = c.subject, c.issuer, c.serial
                 s.fingerprint, s.sans = c.fingerprint, c.sans
