@@ -320,6 +320,10 @@ def test_byte_keywords_and_variables():
     assert m[5].within == "len"
     assert (m[6].negated, m[6].operator, m[6].value, m[6].string) == (True, "&", 16, "hex")
     assert m[7].nbytes == 0 and m[7].string == "dec"
+    r = rule('byte_jump:2,0,align,string,hex; byte_extract:3,1,w,string,oct,align 4;')
+    jump, extract = r.buffer("pkt_data").matches
+    assert jump.align is True and jump.string == "hex"
+    assert extract.align == 4 and extract.string == "oct"
 
 
 @pytest.mark.parametrize("opts, reason", [
@@ -332,6 +336,14 @@ def test_byte_keywords_and_variables():
     ('byte_extract:2,0,v; byte_extract:2,0,v;', "defined twice"),
     ('byte_extract:2,0,1bad;', "invalid variable name"),
     ('isdataat:10,sideways;', "unknown option"),
+    ('byte_test:2,=,1,0,dce;', "dcerpc"),
+    ('byte_test:2,=,1,0,hex;', "without string"),
+    ('byte_test:21,=,1,0,string,dec;', "1..20"),
+    ('byte_test:15,=,1,0,string,hex;', "1..14"),
+    ('byte_extract:2,0,v,string,big;', "cannot be combined with string"),
+    ('byte_extract:2,0,v,align 3;', "align must be 2 or 4"),
+    ('byte_jump:2,0,multiplier 0;', "outside 1..65535"),
+    ('byte_test:2,=,1,0,big,little;', "more than one endianness"),
 ])
 def test_byte_errors(opts, reason):
     assert reason in reject(opts)

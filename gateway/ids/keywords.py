@@ -56,8 +56,11 @@ BUFFERS: dict[str, BufferSpec] = {
     "file.data": BufferSpec("file.data", None, None, 2),
     **_specs("http", "to_server", "http.uri http.uri.raw http.request_line http.user_agent http.host "
              "http.host.raw http.referer http.accept http.accept_enc http.accept_lang http.request_body"),
+    # Suricata registers http.method and http.stat_code at priority 4 and http.stat_msg at 3, below
+    # (or level with) the payload: a 3-byte method never beats a real payload pattern.
     **_specs("http", "to_server", "http.method", 4),
-    **_specs("http", "to_client", "http.stat_msg http.stat_code", 4),
+    **_specs("http", "to_client", "http.stat_code", 4),
+    **_specs("http", "to_client", "http.stat_msg", 3),
     **_specs("http", "to_client", "http.response_line http.server http.location http.response_body"),
     **_specs("http", None, "http.header http.header.raw http.header_names http.cookie http.content_type "
              "http.content_len http.start http.protocol http.connection"),
@@ -486,37 +489,39 @@ _BASES = {"hex", "dec", "oct"}
 
 def _byte_options(opts: list[str], name: str, allowed: set[str]) -> dict:
     out: dict = {}
-    i = 0
-    while i < len(opts):
-        o = opts[i].strip()
-        word, _, arg = o.partition(" ")
+    base = None
+    for o in opts:
+        word, _, arg = o.strip().partition(" ")
         arg = arg.strip()
         if word not in allowed:
             raise RuleError(f"{name}: unknown option {word!r}")
-        if word in out:
+        if word in out or (word in _BASES and base is not None):
             raise RuleError(f"{name}: option {word!r} given twice")
-        if word == "string":
-            # "string" may be followed by the base as its own item ("string,hex") or in the same one
-            if arg:
+        if word == "dce":
+            # DCE/RPC stub data byte order: we have no DCE/RPC parser to take it from
+            raise RuleError(f"{name}: dce needs the dcerpc protocol, which is not supported")
+        if word in _BASES:
+            base = word
+        elif word == "string":
+            if arg:                               # "string hex" in one item
+                if arg not in _BASES:
+                    raise RuleError(f"{name}: string base must be hex, dec or oct")
                 base = arg
-            elif i + 1 < len(opts) and opts[i + 1].strip() in _BASES:
-                i += 1
-                base = opts[i].strip()
-            else:
-                base = "dec"
-            if base not in _BASES:
-                raise RuleError(f"{name}: string base must be hex, dec or oct")
-            out["string"] = base
-        elif word in ("hex", "dec", "oct"):
-            out["string"] = word        # Suricata accepts the base alone after string
-        elif word in ("multiplier", "post_offset", "bitmask", "align") and arg:
-            out[word] = parse_int(arg, f"{name} {word}", -65535 if word == "post_offset" else 0, 0xFFFFFFFF)
-        elif word in ("multiplier", "post_offset", "bitmask") and not arg:
-            raise RuleError(f"{name}: {word} needs a value")
+            out["string"] = True
+        elif word == "align" and not arg:
+            out[word] = True                      # byte_jump's align is a flag (byte_extract: align N)
+        elif word in ("multiplier", "post_offset", "bitmask", "align"):
+            if not arg:
+                raise RuleError(f"{name}: {word} needs a value")
+            lo, hi = {"multiplier": (1, 65535), "post_offset": (-65535, 65535), "align": (0, 255)}.get(
+                word, (0, 0xFFFFFFFF))
+            out[word] = parse_int(arg, f"{name} {word}", lo, hi)
         else:
             out[word] = True
-        i += 1
-    endians = [e for e in ("big", "little", "dce") if e in out]
+    if base is not None and "string" not in out:
+        raise RuleError(f"{name}: base {base} given without string")
+    out["string"] = (base or "dec") if out.get("string") else None
+    endians = [e for e in ("big", "little") if e in out]
     if len(endians) > 1:
         raise RuleError(f"{name}: more than one endianness")
     out["endian"] = endians[0] if endians else "big"
@@ -524,9 +529,10 @@ def _byte_options(opts: list[str], name: str, allowed: set[str]) -> dict:
 
 
 def _check_nbytes(n: int, string: str | None, name: str) -> None:
-    limit = 23 if string else 8
+    limit = {"dec": 20, "hex": 14, "oct": 23}.get(string, 8) if string else 8
     if not (0 if string else 1) <= n <= limit:
-        raise RuleError(f"{name}: number of bytes must be 1..{limit}{' with string' if string else ''}")
+        raise RuleError(f"{name}: number of bytes must be 1..{limit}"
+                        f"{' with string ' + string if string else ' without string'}")
 
 
 def _byte_test(b, v):
@@ -555,21 +561,17 @@ def _byte_jump(b, v):
     parts = [p.strip() for p in _need(v, "byte_jump").split(",")]
     if len(parts) < 2:
         raise RuleError("byte_jump: expected nbytes, offset")
-    nbytes = parse_int(parts[0], "byte_jump nbytes", 0, 23)
+    nbytes = parse_int(parts[0], "byte_jump nbytes", 1, 23)
     offset = _value_or_var(b, parts[1], "byte_jump offset")
     o = _byte_options(parts[2:], "byte_jump", {"relative", "multiplier", "big", "little", "dce", "string",
                                                "hex", "dec", "oct", "align", "from_beginning", "from_end",
                                                "post_offset", "bitmask"})
-    if nbytes == 0 and not o.get("from_end"):
-        raise RuleError("byte_jump: nbytes 0 only with from_end")
-    if nbytes:
-        _check_nbytes(nbytes, o.get("string"), "byte_jump")
+    _check_nbytes(nbytes, o.get("string"), "byte_jump")
     if o.get("from_beginning") and o.get("from_end"):
         raise RuleError("byte_jump: from_beginning and from_end are exclusive")
-    align = o.get("align", False)
     b.add_match(ByteJump(nbytes, offset, o.get("relative", False), o.get("multiplier", 1), o["endian"],
-                         o.get("string"), bool(align), o.get("from_beginning", False), o.get("from_end", False),
-                         o.get("post_offset", 0), o.get("bitmask")))
+                         o["string"], o.get("align") is True, o.get("from_beginning", False),
+                         o.get("from_end", False), o.get("post_offset", 0), o.get("bitmask")))
 
 
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
@@ -589,6 +591,8 @@ def _byte_extract(b, v):
     o = _byte_options(parts[3:], "byte_extract", {"relative", "multiplier", "big", "little", "dce", "string",
                                                   "hex", "dec", "oct", "align", "bitmask"})
     _check_nbytes(nbytes, o.get("string"), "byte_extract")
+    if o["string"] and ("big" in o or "little" in o):
+        raise RuleError("byte_extract: big/little cannot be combined with string")
     align = o.get("align", 0)
     if align is True or align not in (0, 2, 4):
         raise RuleError("byte_extract: align must be 2 or 4")

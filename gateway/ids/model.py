@@ -1,27 +1,41 @@
 """The rule model: what a parsed, normalised and validated Suricata rule holds for the detection engine.
 
-A `Rule` is the header (action; `proto` with the IP protocol numbers it covers in `ip_protos` and the
-application protocol it needs in `app_proto`; `src`/`dst` as compiled vars.AddressGroup, `sport`/`dport` as
-vars.PortGroup, `bidirectional` for `<>`), the identity (`gid`, `sid`, `rev`, `msg`, `classtype`,
-`priority`, `references`, `metadata`, `target`), and the condition. The condition is split the way
-Suricata splits it: `buffers` is a tuple of `MatchList`, one per inspection buffer (`buffer` is the
-canonical name from keywords.BUFFERS - "pkt_data" for the packet/stream payload, "http.uri", "dns.query",
-"tls.sni", ... - plus the `transforms` applied to it, e.g. ("dotprefix",)); each holds its `matches` in rule
-order: ContentMatch, PcreMatch, ByteTest, ByteJump, ByteExtract, IsDataAt, BufferSize (bsize). Legacy
-content modifiers (`content:"x"; http_uri;`) and sticky buffers (`http.uri; content:"x";`) give the same
-model. A match with `relative=True` is anchored at the end of the previous content/pcre/byte_jump match IN
-THE SAME LIST (or the buffer start when there is none); `distance`/`within` make a content relative. Numeric
-fields that may name a byte_extract variable are `int | str` (str = the variable, extracted earlier in the
-same rule). `fast_pattern` is the prefilter choice made with Suricata's rules (explicit `fast_pattern`, else
-the longest non-negated content among the highest-priority buffers, ties broken by pattern strength): its
-`buffer`/`transforms`, the `pattern` bytes to put in the multi-pattern DB (already chopped), `nocase`, and
-`only` (fast_pattern:only); `None` means the rule has no content and must be evaluated for every packet of its
-protocol/port group. A negated fast pattern (`negated=True`, only when every content of the rule is negated)
-cannot prefilter: treat such a rule like one without a fast pattern. Per-packet conditions are `flow`
-(FlowMatch), `flags` (TcpFlags), `dsize`/`urilen`/`itype`/`icode`/`ttl`/`ip_proto` (IntCompare), `stream_size`
-(StreamSize); state is `flowbits` (FlowbitOp) and `xbits` (XbitOp), `noalert`; rate is `threshold`
-(Threshold) and `detection_filter` (Threshold with type "detection_filter"). Every keyword that reached the
-model must be honoured: anything the parser could not express here made the rule a rejection instead.
+A `Rule` is the header - `action`; `proto` as written, with the IP protocol numbers it covers in `ip_protos`
+(None = any) and the application protocol it needs in `app_proto` (from the header, e.g. `alert http`, or
+implied by its buffers, e.g. `http.uri` in an `alert tcp` rule); `src`/`dst` as compiled vars.AddressGroup
+and `sport`/`dport` as vars.PortGroup (`contains(packed_addr)` / `contains(port)`); `bidirectional` for `<>`
+- its identity (`gid`, `sid`, `rev`, `msg`, `classtype`, `priority` (explicit, else the classtype's, else 3),
+`references`, `metadata`, `target`) and its condition. The condition is split the way Suricata splits it:
+`buffers` is a tuple of MatchList, one per inspection buffer: `buffer` is a keywords.BUFFERS name
+("pkt_data" = the packet payload / reassembled stream; "http.uri", "dns.query", "tls.sni", "file.data", ...)
+and `transforms` the transforms applied to it first, e.g. ("dotprefix",). Each list holds its `matches` in
+rule order: ContentMatch, PcreMatch, ByteTest, ByteJump, ByteExtract, IsDataAt, BufferSize (bsize). Legacy
+content modifiers (`content:"x"; http_uri;`) and sticky buffers (`http.uri; content:"x";`) produce the same
+lists. All matches of a list must hold (AND), evaluated left to right with Suricata's cursor: content, pcre,
+byte_jump and byte_extract move the cursor to the end of their match / the bytes they read; a match with `relative` (content: `distance` or
+`within` set) is anchored at the cursor (the buffer start when nothing matched before it in that list); a
+relative pcre runs on buffer[cursor:] so `^` anchors at the cursor, as in Suricata. A negated content/pcre
+holds when its pattern is absent from its window and does not move the cursor. Numeric fields typed `Value`
+are an int or the name of a variable set by a ByteExtract earlier in the rule. `startswith` is already turned
+into offset 0/depth len(pattern); `endswith` anchors the match end at the buffer end. ByteTest.nbytes 0 (only
+with `string`) parses the digits at the offset up to the first non-digit.
+
+`fast_pattern` (FastPattern) is the prefilter choice made with Suricata's rules: the content marked
+`fast_pattern`, else among the non-negated contents (negated ones only when there are no others) of the
+buffers with the best keywords.BUFFERS priority, the longest, then the highest pattern strength, then the
+first. It gives the `buffer`/`transforms`, the `pattern` bytes for the multi-pattern DB (already cut by
+`fast_pattern:offset,length`), `nocase`, `only` (fast_pattern:only) and where the content sits
+(`buffers[list_index].matches[match_index]`). None means the rule has no content: it must be evaluated for
+every packet of its protocol/ports. A negated fast pattern (`negated=True`) cannot prefilter either.
+
+Per-packet conditions: `flow` (FlowMatch; `alert tcp-pkt` / `tcp-stream` are normalised into
+flow.stream "no" / "only"), `flags` (TcpFlags), `dsize`/`itype`/`icode`/`ttl`/`ip_proto` (IntCompare),
+`stream_size` (tuple of StreamSize, all must hold), `urilen` (IntCompare on the normalised URI, or the raw one
+when `urilen_raw`), `tls_version`. State: `flowbits` (FlowbitOp, in rule order; the isset/isnotset ones are
+conditions, set/unset/toggle act after a match), `xbits` (XbitOp), `noalert`. Rate: `threshold` and
+`detection_filter` (Threshold). `tag` is accepted and has no effect on detection. Every keyword that reached
+the model must be honoured by the engine: what the parser cannot express here made the rule a rejection
+(Rejection: file, line, sid, reason) instead - a rule is never loaded with part of its condition ignored.
 """
 from __future__ import annotations
 

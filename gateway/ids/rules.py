@@ -47,6 +47,7 @@ PROTOCOLS: dict[str, tuple[frozenset | None, str | None, str | None]] = {
 _APP_IP_PROTOS = {"http": frozenset({6}), "tls": frozenset({6}), "smtp": frozenset({6}), "ftp": frozenset({6}),
                   "dns": frozenset({6, 17})}
 MAX_RULE_LEN = 64 * 1024        # Suricata's own limit on one rule's text is 64 KiB
+MAX_FILE_BYTES = 256 << 20      # one rule file; the whole ET Open set is ~20 MiB
 MAX_OPTIONS = 512
 
 _SID_RE = re.compile(r"[(;]\s*sid\s*:\s*(\d+)")
@@ -424,9 +425,12 @@ def _load(paths, variables: Variables, classifications) -> RuleSet:
     for path in paths:
         path = Path(path)
         try:
-            data = path.read_bytes()
+            with path.open("rb") as fh:
+                data = fh.read(MAX_FILE_BYTES + 1)
         except OSError as e:
             raise RuleFileError(f"{path}: cannot read rule file: {e.strerror or e}") from None
+        if len(data) > MAX_FILE_BYTES:
+            raise RuleFileError(f"{path}: rule file larger than {MAX_FILE_BYTES >> 20} MiB")
         name = str(path)
         files.append(name)
         for lineno, text, is_comment in iter_rule_lines(data.decode("utf-8", "surrogateescape")):
