@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only", nargs="*", help="run only these test names")
     ap.add_argument("-v", "--verbose", action="store_true", help="print the failed checks")
+    ap.add_argument("--copy-passing", metavar="DEST",
+                    help="copy input.pcap, test.rules and meta.json of every passing test into DEST/<name>/")
     args = ap.parse_args(argv)
     os.environ.setdefault("GATEWAY_HS_CACHE", "off")
     tests = find_tests(args.dirs)
@@ -142,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
             if failures and args.verbose:
                 for f in failures:
                     print(f"     {f}")
+    if args.copy_passing:
+        dest = Path(args.copy_passing)
+        for t in tests:
+            if results[t.name]["passed"]:
+                (dest / t.name).mkdir(parents=True, exist_ok=True)
+                for f in ("input.pcap", "test.rules", "meta.json"):
+                    if (t / f).is_file():
+                        shutil.copyfile(t / f, dest / t.name / f)
     passed = sum(1 for r in results.values() if r["passed"])
     total = len(results)
     pct = 100.0 * passed / total if total else 0.0
