@@ -280,6 +280,12 @@ def test_stacked_encodings_respect_layer_limit():
     assert first_tx(ev).buffer("file.data", False) == body
     _, ev = exchange(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", resp, HttpLimits(decompress_layer_limit=1))
     assert "too_many_encoding_layers" in anomalies(ev)
+    # Over the limit, the outermost layers are peeled and the inner one stays as it is.
+    inner = gzip.compress(body)
+    thrice = gzip.compress(gzip.compress(inner))
+    resp = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip,gzip,gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(thrice), thrice)
+    _, ev = exchange(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", resp, HttpLimits(decompress_layer_limit=2))
+    assert first_tx(ev).buffer("file.data", False) == inner
 
 
 # ---------------------------------------------------------------------------- files

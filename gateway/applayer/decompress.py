@@ -180,8 +180,9 @@ class BodyDecoder:
     def __init__(self, codings: list[str], limit: int, layer_limit: int, lzma_enabled: bool = True):
         self.anomalies: list[str] = []
         if len(codings) > layer_limit:
+            # Keep the outermost layers (listed last): those are the ones that can be peeled.
             self.anomalies.append("too_many_encoding_layers")
-            codings = codings[:layer_limit]
+            codings = codings[-layer_limit:]
         # Decode in reverse order of application (the last coding listed was applied last).
         self.layers = [_Layer(k, limit, lzma_enabled) for k in reversed(codings)]
 
