@@ -218,7 +218,9 @@ def main(args) -> int:
 
     try:
         sigs = SignatureSet.open(cfg.signatures_dir(getattr(args, "signatures", None)))
-        build_stages(cfg, sigs)       # refuse a bad set now, before any rule is installed
+        # Built once, here: a bad set is refused before any rule is installed, and every worker (and
+        # every restart) gets a pristine copy-on-write copy of the compiled stages through fork.
+        stages = build_stages(cfg, sigs)
     except (SignatureError, config_mod.ConfigError) as e:
         print(f"gateway: signature set refused: {e}", file=sys.stderr)
         return 2
@@ -239,7 +241,7 @@ def main(args) -> int:
     log.info("metrics on http://%s/metrics (multiprocess dir %s), EVE to %s", cfg.metrics.listen, metrics_dir,
              eve_path)
 
-    sup = Supervisor(cfg, queues, lambda: build_stages(cfg, sigs), metrics, eve_path, state_dir)
+    sup = Supervisor(cfg, queues, lambda: stages, metrics, eve_path, state_dir)
     sup.close_fds = (server.socket.fileno(),)
     signal.signal(signal.SIGTERM, sup._on_signal)
     signal.signal(signal.SIGINT, sup._on_signal)

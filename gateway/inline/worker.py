@@ -179,7 +179,10 @@ class Worker:
                         break
         finally:
             nfq.close()
-            inspector.finish()
+            try:
+                inspector.finish()          # flow events for what is still open
+            except Exception as e:  # noqa: BLE001 - a stage bug must not lose the EVE flush below
+                print(f"gateway worker {self.index}: finishing flows: {type(e).__name__}: {e}", file=sys.stderr)
             if counters is not None:
                 counters.fold(inspector.take_counts())
                 counters.set_flows(0)
