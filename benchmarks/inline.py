@@ -13,22 +13,27 @@ same number of userspace processes, one per queue. Fail-open is off for (b), (c)
 netfilterqueue cannot set NFQA_CFG_F_FAIL_OPEN, and with it on a saturated gateway would let packets
 through uninspected and look faster than it is. So every packet of (b) and (c) is handled in userspace.
 
-Traffic: iperf3 server in {p}-wan (198.18.0.10), client in {p}-lan, TCP, `-P streams` parallel
-streams (so --queue-balance has several flows to spread), `-t seconds`, `-J`. Goodput is the
-receiver's bits/s. Packets/s is what the gateway namespace forwarded: the delta of tx_packets on its
-gw-lan and gw-wan veths (data one way, ACKs the other) over the iperf3 test duration. The number of
-packets that went through userspace is the delta of the queues' id_sequence in
+Traffic: TCP lan -> wan, `streams` streams in all, `-t seconds`, `-J`. The kernel's --queue-balance
+hash covers the two addresses and the protocol, not the ports, so the streams of one host pair all land
+on one queue whatever `-P` says. The benchmark therefore adds client addresses to its lab's lan
+namespace, probes which queue each hashes to (pick_clients), and runs one iperf3 client per queue from
+addresses that hash to different queues (each against its own iperf3 server in {p}-wan), in every case
+(a)-(d) alike. Goodput is the receivers' bits/s summed. Packets/s is what the gateway namespace
+forwarded: the delta of tx_packets on its gw-lan and gw-wan veths (data one way, ACKs the other) over
+the test duration. The packets that went through userspace, per queue, are the delta of id_sequence in
 /proc/net/netfilter/nfnetlink_queue (read inside the namespace), with the kernel's queue_dropped.
+Userspace CPU % is utime+stime of the accept loops / workers over the run (100 % = one core).
 
 Every iperf3 run is bounded (client -t and a subprocess timeout); all traffic stays inside the lab's
 namespaces; the lab is removed on exit even after an error (`with Lab(...)`).
 
-    python -m benchmarks.inline [--seconds 5] [--streams 4] [--queues 1 2] [--out benchmarks/results/inline.json]
+    python -m benchmarks.inline [--seconds 5] [--streams 4] [--queues 1 2] [--repeats 3] [--out benchmarks/results/inline.json]
     python -m benchmarks.inline --profile-worker [--seconds 5]      # py-spy on a live worker under load
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -47,6 +52,8 @@ REPO = Path(__file__).resolve().parent.parent
 PREFIX = "bench"
 IPERF_PORT = 5201
 GW_IFACES = ("gw-lan", "gw-wan")
+# Extra lan client addresses (inside the lab's own lan namespace) to spread clients over the queues.
+CLIENT_POOL = tuple(f"10.10.0.{i}" for i in range(100, 124))
 
 
 def skip_reason() -> str | None:
@@ -115,61 +122,124 @@ def _delta(before: dict, after: dict, key: str) -> int:
 
 # ---------------------------------------------------------------------------------------------- iperf3
 
-def start_iperf_server(lab: Lab) -> subprocess.Popen:
+def start_iperf_servers(lab: Lab, count: int) -> None:
+    """One iperf3 server per client (an iperf3 server runs one test at a time), ports 5201...; returns
+    once all listen."""
     wan = lab.addr("wan")
-    p = lab.popen("wan", ["iperf3", "-s", "-B", wan, "-p", str(IPERF_PORT)],
-                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    procs = [lab.popen("wan", ["iperf3", "-s", "-B", wan, "-p", str(IPERF_PORT + i)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, start_new_session=True) for i in range(count)]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        ss = lab.exec("wan", ["ss", "-ltnH", f"sport = :{IPERF_PORT}"], timeout=5).stdout
-        if f":{IPERF_PORT}" in ss:
-            return p
-        if p.poll() is not None:
+        ss = lab.exec("wan", ["ss", "-ltnH"], timeout=5).stdout
+        if all(f":{IPERF_PORT + i} " in ss for i in range(count)):
+            return
+        if any(p.poll() is not None for p in procs):
             break
         time.sleep(0.1)
-    raise LabError("iperf3 server did not start in the wan namespace")
+    raise LabError("iperf3 servers did not start in the wan namespace")
 
 
-def measure(lab: Lab, seconds: float, streams: int, userspace_pids: list[int] | None = None) -> dict:
-    """One bounded iperf3 run lan -> wan; goodput, forwarded packets/s, queue and CPU figures."""
+def add_client_addresses(lab: Lab) -> None:
+    """Extra client addresses in the lan namespace, so that clients can be spread over the queues."""
+    for a in CLIENT_POOL:
+        lab.exec("lan", ["ip", "addr", "add", f"{a}/24", "dev", "eth0"], timeout=5, check=True)
+
+
+def pick_clients(lab: Lab, queues: int) -> list[str]:
+    """Client addresses, one per queue, that --queue-balance sends to different queues.
+
+    The kernel's queue-balance hash (nfqueue_hash: jhash of the two addresses and the protocol, with a
+    per-boot random seed) ignores ports, so all streams between one pair of hosts land on ONE queue
+    whatever `-P` is. We therefore probe: with the benchmark's rules over `queues` queues and bare accept
+    loops bound, one HTTP fetch from each candidate address shows which queue it hashes to."""
+    if queues <= 1:
+        return CLIENT_POOL[:1]
+    gw = bench_gateway_section(queues, bypass=False)
+    chosen: dict[int, str] = {}
+    with _accept_loops(lab, gw, queues):
+        netfilter.install(gw, netfilter.QueueRange(gw.queue_start, queues), netns=lab.ns("gw"))
+        try:
+            for addr in CLIENT_POOL:
+                before = queue_stats(lab)
+                r = lab.exec("lan", ["curl", "-sS", "--noproxy", "*", "--max-time", "3", "--interface", addr,
+                                     "-o", "/dev/null", f"http://{lab.addr('wan')}/"], timeout=10)
+                if r.returncode != 0:
+                    raise LabError(f"probe fetch from {addr} failed: {r.stderr.strip()}")
+                after = queue_stats(lab)
+                hit = [q for q in after if after[q]["id_sequence"] != before.get(q, after[q])["id_sequence"]]
+                if len(hit) == 1 and hit[0] not in chosen:
+                    chosen[hit[0]] = addr
+                if len(chosen) == queues:
+                    break
+        finally:
+            netfilter.remove(gw, netns=lab.ns("gw"))
+    if len(chosen) < queues:
+        raise LabError(f"no client addresses found for every queue: {chosen}")
+    return [chosen[q] for q in sorted(chosen)]
+
+
+def measure(lab: Lab, seconds: float, streams: int, clients: list[str],
+            userspace_pids: list[int] | None = None) -> dict:
+    """One bounded run lan -> wan: one iperf3 client per address in `clients` at once, `streams` TCP
+    streams in all; goodput, forwarded packets/s, queue and CPU figures."""
     pids = userspace_pids or []
+    load = round(os.getloadavg()[0], 2)
     c0, q0, cpu0 = iface_counters(lab), queue_stats(lab), cpu_seconds(pids)
     w0 = time.monotonic()
-    cmd = ["iperf3", "-c", lab.addr("wan"), "-p", str(IPERF_PORT), "-t", str(seconds), "-P", str(streams),
-           "-J", "--connect-timeout", "3000"]
-    try:
-        r = lab.exec("lan", cmd, timeout=seconds + 20)
-    except subprocess.TimeoutExpired:
-        return {"error": f"iperf3 did not finish within {seconds + 20:.0f}s"}
+    per_client = max(1, streams // len(clients))
+    procs = [lab.popen("lan", ["iperf3", "-c", lab.addr("wan"), "-p", str(IPERF_PORT + i), "-B", addr,
+                               "-t", str(seconds), "-P", str(per_client), "-J", "--connect-timeout", "3000"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+             for i, addr in enumerate(clients)]
+    outs = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=max(1.0, seconds + 20 - (time.monotonic() - w0)))
+            outs.append((p.returncode, out, err))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            return {"error": f"iperf3 did not finish within {seconds + 20:.0f}s"}
     wall = time.monotonic() - w0
     c1, q1, cpu1 = iface_counters(lab), queue_stats(lab), cpu_seconds(pids)
-    try:
-        rep = json.loads(r.stdout)
-    except ValueError:
-        return {"error": f"iperf3 exit {r.returncode}: {r.stderr.strip()[:300]}"}
-    if "error" in rep:
-        return {"error": f"iperf3: {rep['error']}"}
-    recv, sent = rep["end"]["sum_received"], rep["end"]["sum_sent"]
-    duration = recv["seconds"] or wall
+    goodput = sent_bps = 0.0
+    retrans = 0
+    duration = 0.0
+    for rc, out, err in outs:
+        try:
+            rep = json.loads(out)
+        except ValueError:
+            return {"error": f"iperf3 exit {rc}: {err.decode(errors='replace').strip()[:300]}"}
+        if "error" in rep:
+            return {"error": f"iperf3: {rep['error']}"}
+        recv, sent = rep["end"]["sum_received"], rep["end"]["sum_sent"]
+        goodput += recv["bits_per_second"]
+        sent_bps += sent["bits_per_second"]
+        retrans += sent.get("retransmits") or 0
+        duration = max(duration, recv["seconds"])
+    duration = duration or wall
     fwd = _delta(c0, c1, "tx_packets")
     fwd_bytes = _delta(c0, c1, "tx_bytes")
     res = {
-        "goodput_mbps": round(recv["bits_per_second"] / 1e6, 1),
-        "sent_mbps": round(sent["bits_per_second"] / 1e6, 1),
-        "retransmits": sent.get("retransmits"),
+        "goodput_mbps": round(goodput / 1e6, 1),
+        "sent_mbps": round(sent_bps / 1e6, 1),
+        "retransmits": retrans,
         "seconds": round(duration, 3),
         "wall_s": round(wall, 3),
+        "clients": clients,
         "forwarded_packets": fwd,
         "forwarded_pps": round(fwd / duration),
         "forwarded_mean_bytes": round(fwd_bytes / fwd, 1) if fwd else None,
         "rx_packets": _delta(c0, c1, "rx_packets"),
+        "loadavg_1m": load,             # machine load when the run started (other work shares the cores)
     }
     if q1:
-        res["queued_packets"] = sum(q1[q]["id_sequence"] - q0.get(q, {"id_sequence": 0})["id_sequence"] for q in q1)
+        per_queue = {q: q1[q]["id_sequence"] - q0.get(q, {"id_sequence": 0})["id_sequence"] for q in sorted(q1)}
+        res["queued_packets"] = sum(per_queue.values())
+        res["queued_per_queue"] = per_queue
         res["queued_pps"] = round(res["queued_packets"] / duration)
         res["queue_dropped"] = sum(q1[q]["queue_dropped"] - q0.get(q, q1[q])["queue_dropped"] for q in q1)
         res["user_dropped"] = sum(q1[q]["user_dropped"] - q0.get(q, q1[q])["user_dropped"] for q in q1)
-        res["queues_bound"] = sorted(q1)
     if pids:
         res["userspace_cpu_percent"] = round(100 * (cpu1 - cpu0) / wall, 1)
     return res
@@ -182,25 +252,32 @@ def bench_gateway_section(queues: int, bypass: bool) -> GatewaySection:
     return GatewaySection(queues=queues, bypass=bypass, fail_open=False)
 
 
-def run_nfq(lab: Lab, queues: int, seconds: float, streams: int) -> dict:
+def run_nfq(lab: Lab, queues: int, seconds: float, streams: int, clients: list[str]) -> dict:
     """(b): the gateway's rules (bypass off, fail-open off), then one bare accept loop per queue."""
     gw = bench_gateway_section(queues, bypass=False)
-    maxlen = gw.queue_maxlen
+    with _accept_loops(lab, gw, queues) as procs:
+        netfilter.install(gw, netfilter.QueueRange(gw.queue_start, queues), netns=lab.ns("gw"))
+        try:
+            return measure(lab, seconds, streams, clients, [p.pid for p in procs])
+        finally:
+            netfilter.remove(gw, netns=lab.ns("gw"))
+
+
+@contextlib.contextmanager
+def _accept_loops(lab: Lab, gw: GatewaySection, queues: int):
+    """One bare accept loop per queue, bound before the rules go in; stopped on exit."""
     procs = []
     try:
         for q in range(gw.queue_start, gw.queue_start + queues):
-            p = lab.popen("gw", [sys.executable, "-m", "benchmarks.inline", "accept-loop", str(q), str(maxlen)],
+            p = lab.popen("gw", [sys.executable, "-m", "benchmarks.inline", "accept-loop", str(q),
+                                 str(gw.queue_maxlen)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(REPO), start_new_session=True)
             procs.append(p)
             line = _readline(p, 10)
             if not line.startswith(b"bound"):
                 raise LabError(f"accept loop on queue {q} did not bind: {line!r} "
                                f"{p.stderr.read().decode(errors='replace') if p.poll() is not None else ''}")
-        netfilter.install(gw, netfilter.QueueRange(gw.queue_start, queues), netns=lab.ns("gw"))
-        try:
-            return measure(lab, seconds, streams, [p.pid for p in procs])
-        finally:
-            netfilter.remove(gw, netns=lab.ns("gw"))
+        yield procs
     finally:
         for p in procs:
             if p.poll() is None:
@@ -229,7 +306,7 @@ def gateway_config(queues: int, bypass: bool) -> dict:
     return raw
 
 
-def run_gateway(lab: Lab, queues: int, bypass: bool, seconds: float, streams: int,
+def run_gateway(lab: Lab, queues: int, bypass: bool, seconds: float, streams: int, clients: list[str],
                 profile_out: Path | None = None) -> dict:
     """(c) / (d): `gateway run` inline in the lab, measured while it runs, then stopped (rules removed)."""
     gw = lab.start_gateway(gateway_config(queues, bypass), queues=queues)
@@ -239,7 +316,7 @@ def run_gateway(lab: Lab, queues: int, bypass: bool, seconds: float, streams: in
         spy = None
         if profile_out is not None:
             spy = _start_py_spy(pids[0], seconds, profile_out)
-        res = measure(lab, seconds, streams, pids)
+        res = measure(lab, seconds, streams, clients, pids)
         if spy is not None:
             try:
                 spy.wait(seconds + 30)
@@ -326,33 +403,41 @@ def summarise_collapsed(path: Path, top: int = 25, within: str | None = None,
 
 # ---------------------------------------------------------------------------------------------- main
 
-def run(seconds: float = 5.0, streams: int = 4, queue_counts: tuple[int, ...] = (1, 2),
+def run(seconds: float = 5.0, streams: int = 4, queue_counts: tuple[int, ...] = (1, 2), repeats: int = 3,
         prefix: str = PREFIX, log=print) -> dict:
+    """Rounds of (a), then (b), (c), (d) per queue count; `repeats` rounds interleaved so that a burst of
+    other load on the machine hits every case alike. Each case reports its median run (by goodput)."""
     reason = skip_reason()
     if reason:
         raise LabError(f"inline benchmark cannot run: {reason}")
-    cases = []
+    plan = [("a", "(a) kernel forwarding", None)]
+    for q in queue_counts:
+        plan += [("b", f"(b) NetfilterQueue accept, {q}q", q), ("c", f"(c) gateway firewall, {q}q", q),
+                 ("d", f"(d) gateway bypass on, {q}q", q)]
+    runs: dict[tuple[str, int | None], list[dict]] = {(c, q): [] for c, _, q in plan}
     with Lab(prefix) as lab:
-        start_iperf_server(lab)
-        measure(lab, 1, 1)                                       # warm-up (ARP, caches), not recorded
-
-        def record(case: str, label: str, queues: int | None, res: dict) -> None:
-            res = {"case": case, "label": label, "queues": queues, **res}
-            cases.append(res)
-            if "error" in res:
-                log(f"  {label:34s} ERROR {res['error']}")
-            else:
-                log(f"  {label:34s} {res['goodput_mbps']:>9.1f} Mbit/s  {res['forwarded_pps']:>9,} pkt/s"
-                    + (f"  queued {res.get('queued_pps', 0):,}/s drops {res.get('queue_dropped', 0)}"
-                       if "queued_pps" in res else "")
-                    + (f"  cpu {res['userspace_cpu_percent']}%" if "userspace_cpu_percent" in res else ""))
-
-        record("a", "(a) kernel forwarding", None, measure(lab, seconds, streams))
-        for q in queue_counts:
-            record("b", f"(b) NetfilterQueue accept, {q}q", q, run_nfq(lab, q, seconds, streams))
-            record("c", f"(c) gateway firewall, {q}q", q, run_gateway(lab, q, False, seconds, streams))
-            record("d", f"(d) gateway bypass on, {q}q", q, run_gateway(lab, q, True, seconds, streams))
+        add_client_addresses(lab)
+        clients = pick_clients(lab, max(queue_counts))
+        log(f"  clients {', '.join(clients)} (one per queue of the {max(queue_counts)}-queue balance), "
+            f"{max(1, streams // len(clients))} streams each")
+        start_iperf_servers(lab, len(clients))
+        measure(lab, 1, len(clients), clients)                   # warm-up (ARP, caches), not recorded
+        for rnd in range(repeats):
+            log(f"  round {rnd + 1}/{repeats}")
+            for case, label, q in plan:
+                if case == "a":
+                    res = measure(lab, seconds, streams, clients)
+                elif case == "b":
+                    res = run_nfq(lab, q, seconds, streams, clients)
+                else:
+                    res = run_gateway(lab, q, case == "d", seconds, streams, clients)
+                runs[(case, q)].append(res)
+                _log_case(log, label, res)
+    cases = [{"case": c, "label": label, "queues": q, **median_run(runs[(c, q)])} for c, label, q in plan]
     ratios = compute_ratios(cases)
+    log("  medians:")
+    for c in cases:
+        _log_case(log, c["label"], c)
     for k, v in ratios.items():
         log(f"  {k}: {v}")
     from benchmarks.offline import host_info
@@ -362,13 +447,36 @@ def run(seconds: float = 5.0, streams: int = 4, queue_counts: tuple[int, ...] = 
         "schema": 1,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": host_info(),
-        "params": {"seconds": seconds, "streams": streams, "queues": list(queue_counts),
+        "params": {"seconds": seconds, "streams": streams, "queues": list(queue_counts), "repeats": repeats,
                    "direction": "lan -> wan (iperf3 client in lan, server in wan)", "fail_open": False,
                    "offloads": "GRO/GSO/TSO off on every lab veth (gateway.lab)",
                    "config": "config/gateway.toml with gateway.queues/bypass/fail_open overridden"},
         "cases": cases,
         "ratios": ratios,
     }
+
+
+def _log_case(log, label: str, res: dict) -> None:
+    if "error" in res:
+        log(f"    {label:34s} ERROR {res['error']}")
+        return
+    log(f"    {label:34s} {res['goodput_mbps']:>9.1f} Mbit/s  {res['forwarded_pps']:>9,} pkt/s"
+        + (f"  queued {res.get('queued_pps', 0):,}/s drops {res.get('queue_dropped', 0)}" if "queued_pps" in res
+           else "")
+        + (f"  cpu {res['userspace_cpu_percent']}%" if "userspace_cpu_percent" in res else "")
+        + f"  load {res.get('loadavg_1m', '?')}")
+
+
+def median_run(results: list[dict]) -> dict:
+    """The run with the median goodput (lower middle for an even count), with every run's key figures."""
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return {"error": "; ".join(r["error"] for r in results) or "no run"}
+    ok.sort(key=lambda r: r["goodput_mbps"])
+    med = dict(ok[(len(ok) - 1) // 2])
+    med["runs"] = [{k: r.get(k) for k in ("goodput_mbps", "forwarded_pps", "queued_pps", "userspace_cpu_percent",
+                                          "retransmits", "loadavg_1m", "error") if k in r} for r in results]
+    return med
 
 
 def compute_ratios(cases: list[dict]) -> dict:
@@ -396,8 +504,10 @@ def profile_worker(seconds: float, streams: int, out_dir: Path, prefix: str = PR
     """py-spy on the worker of a one-queue gateway (bypass off) under iperf3 load."""
     raw = out_dir / "profile_worker.collapsed"
     with Lab(prefix) as lab:
-        start_iperf_server(lab)
-        res = run_gateway(lab, 1, False, seconds, streams, profile_out=raw)
+        add_client_addresses(lab)
+        clients = list(CLIENT_POOL[:2])
+        start_iperf_servers(lab, len(clients))
+        res = run_gateway(lab, 1, False, seconds, streams, clients, profile_out=raw)
     if not raw.exists():
         return f"no profile written (py-spy missing or failed); run: {json.dumps(res)}\n"
     text = summarise_collapsed(raw, 30, title="py-spy record --rate 250 on a live gateway worker")
@@ -438,12 +548,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="iperf3 -t per case (default %(default)s)")
     ap.add_argument("--streams", type=int, default=4, help="iperf3 -P (default %(default)s)")
     ap.add_argument("--queues", type=int, nargs="+", default=[1, 2], help="queue counts for (b)-(d)")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians reported")
     ap.add_argument("--prefix", default=PREFIX, help="lab prefix (default %(default)s)")
     ap.add_argument("--out", type=Path, default=RESULTS / "inline.json")
     ap.add_argument("--profile-worker", action="store_true", help="py-spy a live worker instead")
     args = ap.parse_args(argv)
-    if not 1 <= args.seconds <= 60 or not 1 <= args.streams <= 16 or not all(1 <= q <= 8 for q in args.queues):
-        ap.error("--seconds 1..60, --streams 1..16, --queues 1..8")
+    if (not 1 <= args.seconds <= 60 or not 1 <= args.streams <= 16 or not all(1 <= q <= 8 for q in args.queues)
+            or not 1 <= args.repeats <= 10):
+        ap.error("--seconds 1..60, --streams 1..16, --queues 1..8, --repeats 1..10")
     try:
         if args.profile_worker:
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -451,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
             (args.out.parent / "profile_worker.txt").write_text(text)
             print(text)
             return 0
-        res = run(args.seconds, args.streams, tuple(args.queues), args.prefix)
+        res = run(args.seconds, args.streams, tuple(args.queues), args.repeats, args.prefix)
     except LabError as e:
         print(f"benchmarks.inline: {e}", file=sys.stderr)
         return 1

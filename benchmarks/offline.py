@@ -20,8 +20,9 @@ Configurations, each timed over the same trace with a fresh Inspector:
                         stages -> EVE JSON file
 
 Counts are bounded (`--count` packets per run) and so is time (`--max-seconds` per configuration,
-split over the repeats). `pps_cpu` divides by the process's CPU time, which stays meaningful when
-other work shares the cores; `pps` divides by wall time.
+split over the repeats). `pps_cpu` (and `mbps_cpu`) divide by the process's CPU time: packets per
+CPU-second, i.e. per core, which stays meaningful when other work shares the cores; `pps` and `mbps`
+divide by wall time. Both are medians over the repeats.
 
     python -m benchmarks.offline [--count 200000] [--repeats 3] [--out benchmarks/results/offline.json]
     python -m benchmarks.offline --profile all_stages   # py-spy shares + pyinstrument call tree of one config
@@ -343,6 +344,7 @@ def _summary(name: str, label: str, runs: list[dict]) -> dict:
     pps = [r["packets"] / r["wall_s"] for r in runs]
     pps_cpu = [r["packets"] / r["cpu_s"] for r in runs if r["cpu_s"] > 0]
     mbps = [r["bytes"] * 8 / r["wall_s"] / 1e6 for r in runs]
+    mbps_cpu = [r["bytes"] * 8 / r["cpu_s"] / 1e6 for r in runs if r["cpu_s"] > 0]
     for r, p, m in zip(runs, pps, mbps, strict=True):
         r["pps"], r["mbps"] = round(p), round(m, 1)
         r["wall_s"], r["cpu_s"] = round(r["wall_s"], 4), round(r["cpu_s"], 4)
@@ -353,6 +355,7 @@ def _summary(name: str, label: str, runs: list[dict]) -> dict:
         "pps_best": round(max(pps)),
         "pps_cpu": round(statistics.median(pps_cpu)) if pps_cpu else None,
         "mbps": round(statistics.median(mbps), 1),
+        "mbps_cpu": round(statistics.median(mbps_cpu), 1) if mbps_cpu else None,
         "us_per_packet": round(1e6 / statistics.median(pps), 3),
         "runs": runs,
     }
@@ -433,7 +436,7 @@ def run(count: int = DEFAULT_COUNT, max_seconds: float = DEFAULT_MAX_SECONDS, re
     if replay:
         r = time_replay(trace, count, max_seconds, repeats)
         results.append(r)
-        log(f"  {r['label']:36s} {r['pps']:>10,} pkt/s  {r['mbps']:>8.1f} Mbit/s")
+        log(f"  {r['label']:36s} {r['pps']:>10,} pkt/s  {r['mbps']:>8.1f} Mbit/s  (cpu-time {r['pps_cpu']:,} pkt/s)")
     return {
         "benchmark": "offline",
         "schema": 1,

@@ -5,7 +5,7 @@ and the lab's tools; without them inline.json records why it was skipped and the
 
     python -m benchmarks.run [--quick] [--no-inline] [--profile]
 
---quick     20,000 packets per offline run and 2-second iperf3 runs (a smoke run, not for numbers)
+--quick     20,000 packets per offline run, 2-second iperf3 runs, one round (a smoke run, not for numbers)
 --profile   also write results/profile_offline.txt (py-spy + pyinstrument, all stages) and
             results/profile_worker.txt (py-spy on a live worker under iperf3 load, if py-spy is installed)
 """
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             inl = {"benchmark": "inline", "skipped": reason, "command": command}
         else:
             try:
-                inl = inline.run(seconds=seconds, streams=4, queue_counts=(1, 2))
+                inl = inline.run(seconds=seconds, streams=4, queue_counts=(1, 2), repeats=1 if args.quick else 3)
             except Exception as e:  # noqa: BLE001 - record why, still write the offline plot
                 print(f"  inline failed: {type(e).__name__}: {e}", file=sys.stderr)
                 inl = {"benchmark": "inline", "skipped": f"failed: {type(e).__name__}: {e}", "command": command}

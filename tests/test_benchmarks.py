@@ -93,3 +93,11 @@ def test_py_spy_collapsed_stacks_are_summarised(tmp_path):
     assert "100.0   run (inline/worker.py)" in text            # inclusive share
     only = inline.summarise_collapsed(raw, within="process")
     assert "30 samples inside process()" in only and "recv_burst" not in only
+
+
+def test_median_run_picks_the_middle_round_and_keeps_every_round():
+    runs = [{"goodput_mbps": g, "forwarded_pps": g * 100} for g in (300.0, 100.0, 200.0)] + [{"error": "timeout"}]
+    med = inline.median_run(runs)
+    assert med["goodput_mbps"] == 200.0 and med["forwarded_pps"] == 20000
+    assert [r.get("goodput_mbps") for r in med["runs"]] == [300.0, 100.0, 200.0, None]
+    assert inline.median_run([{"error": "a"}, {"error": "b"}]) == {"error": "a; b"}
