@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import re
 from dataclasses import dataclass
 
 # Suricata's suricata.yaml defaults, used for any variable the config does not set.
@@ -52,6 +53,10 @@ _V4_MAX = (1 << 32) - 1
 _V6_MAX = (1 << 128) - 1
 _MAX_DEPTH = 16          # variable nesting bound (also stops reference loops)
 _MAX_ITEMS = 4096        # items in one expanded group
+
+
+_OCTET = r"(0|[1-9]\d{0,2})"
+_DOTTED_V4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?:/(\d{{1,2}}))?\Z")
 
 
 class VarError(ValueError):
@@ -141,6 +146,13 @@ def _split_group(text: str, what: str) -> list[str]:
     if not (text.startswith("[") and text.endswith("]")):
         raise VarError(f"{what} {text!r}: unbalanced brackets")
     body = text[1:-1]
+    if "[" not in body and "]" not in body:     # flat list: the common case (and the long IP lists)
+        items = [it.strip() for it in body.split(",")]
+        if any(not it for it in items):
+            raise VarError(f"{what} {text!r}: empty item in group")
+        if len(items) > _MAX_ITEMS:
+            raise VarError(f"{what} {text!r}: more than {_MAX_ITEMS} items")
+        return items
     items, depth, start = [], 0, 0
     for i, ch in enumerate(body):
         if ch == "[":
@@ -249,6 +261,15 @@ class Variables:
 
     @staticmethod
     def _addr_literal(text: str) -> tuple[list, list]:
+        m = _DOTTED_V4.match(text)
+        if m:                                     # fast path for a.b.c.d[/n] (the long IP-list rules)
+            octets = [int(x) for x in m.group(1, 2, 3, 4)]
+            bits = int(m.group(5)) if m.group(5) is not None else 32
+            if max(octets) <= 255 and bits <= 32:
+                value = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+                mask = ((1 << bits) - 1) << (32 - bits)
+                lo = value & mask
+                return [(lo, lo | (~mask & _V4_MAX))], []
         if "-" in text and "/" not in text:       # Suricata also takes "1.2.3.4-1.2.3.9"
             lo_s, _, hi_s = text.partition("-")
             try:
