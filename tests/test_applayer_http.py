@@ -229,6 +229,24 @@ def test_http09_request_gets_bare_body():
     assert tx.buffer("file.data", False) == b"<html>raw</html>"
 
 
+def test_missing_protocol_with_headers_is_not_http09():
+    # suricata-verify http-not09: the headers that follow are parsed (User-Agent is logged).
+    req = b"GET /\nFakeHeader\nHost: localhost\nUser-Agent: myscript\n\n"
+    for cut in range(len(req) + 1):
+        p = HttpParser()
+        ev = p.feed(req[:cut], True) + p.feed(req[cut:], True)
+        tx = first_tx(ev)
+        assert not tx.http09 and tx.buffer("http.user_agent") == b"myscript", cut
+        assert anomalies(ev).count("request_line_missing_protocol") == 1
+
+
+def test_headers_cut_by_close_are_still_inspected():
+    _, ev = exchange(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", b"HTTP/1.0 200 OK\nServer:ng1nx\r\nX-Last: v")
+    tx = first_tx(ev)
+    assert tx.buffer("http.header", False) == b"Server: ng1nx\r\nX-Last: v\r\n"
+    assert "headers_truncated_at_close" in anomalies(ev) and tx.response_complete
+
+
 def test_response_without_request_is_kept_as_orphan_tx():
     p = HttpParser()
     ev = p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", False)

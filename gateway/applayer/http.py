@@ -127,6 +127,11 @@ _AUTH_SCHEMES = (b"basic", b"digest", b"bearer")
 _DOUBLE_ENCODED_RE = re.compile(rb"%25(?:[0-9a-fA-F]{2}|[uU][0-9a-fA-F]{4})")
 
 
+def _has_protocol(line: bytes) -> bool:
+    words = line.split()
+    return len(words) >= 3 or (len(words) == 2 and words[1].upper().startswith(b"HTTP/"))
+
+
 def _is_status_line(line: bytes) -> bool:
     return line.lstrip(_WS_CTL + b"\x00")[:4].upper() == b"HTTP"
 
@@ -424,24 +429,40 @@ class HttpParser:
             return events
         try:
             self._run(d, True)
-            tx = d.tx
-            if tx is not None:
-                if d.state == _HEADERS and d.header is not None:
+            if d.tx is not None and d.state == _HEADERS:
+                if d.pos < len(d.buf):             # a last header line without its LF
+                    self._headers_line_at_eof(d)
+                if d.header is not None:
                     self._header_line(d, d.header)
                     d.header = None
-                if d.state in (_BODY_CLOSE, _BODY_CL, _CHUNK_LEN, _CHUNK_DATA, _CHUNK_END) or (
-                        d.state == _HEADERS and d.trailer):
-                    if d.state != _BODY_CLOSE and not d.trailer:
-                        self._anomaly(tx, "body_truncated_at_close", to_server)
+                if d.trailer:
                     self._body_done(d)
-                elif d.state == _HEADERS:
-                    self._anomaly(tx, "headers_truncated_at_close", to_server)
+                else:
+                    # The peer closed inside the headers: what was seen is still inspected.
+                    self._anomaly(d.tx, "headers_truncated_at_close", to_server)
+                    self._headers_done(d)
+                    self._run(d, True)
+            tx = d.tx
+            if tx is not None and d.state in (_BODY_CLOSE, _BODY_CL, _CHUNK_LEN, _CHUNK_DATA, _CHUNK_END):
+                if d.state != _BODY_CLOSE:
+                    self._anomaly(tx, "body_truncated_at_close", to_server)
+                self._body_done(d)
             d.state = _DEAD
             d.buf = bytearray()
             d.pos = 0
         except Exception as e:  # noqa: BLE001 - same: never raise out of a parser
             self._give_up(d, f"internal_error:{type(e).__name__}")
         return events
+
+    def _headers_line_at_eof(self, d: _Direction) -> None:
+        text = _chomp(bytes(d.buf[d.pos:]))
+        d.pos = len(d.buf)
+        if text[:1] in (b" ", b"\t") and d.header is not None:
+            d.header += text
+        elif text:
+            if d.header is not None:
+                self._header_line(d, d.header)
+            d.header = text
 
     # ------------------------------------------------------------------ machinery
     def _emit(self, kind: str, tx, to_server: bool, data: bytes = b"", info: str = "") -> None:
@@ -556,6 +577,12 @@ class HttpParser:
         if not line.strip(_WS_CTL + b"\x00"):
             return True          # blank lines between messages are ignored (as libhtp and browsers do)
         if d.to_server:
+            # "GET /" alone is HTTP/0.9 only if no header line follows (libhtp); wait for the next
+            # line to tell.
+            if (not at_eof and not _has_protocol(line) and d.buf.find(b"\n", d.pos) == -1
+                    and len(d.buf) - d.pos <= self.limits.max_line):
+                d.pos = start
+                return False
             self._request_line(d, line)
             return True
         if not _is_status_line(line):
@@ -621,13 +648,16 @@ class HttpParser:
         d.nheaders = 0
         d.trailer = False
         if not tx.request_protocol:
-            # HTTP/0.9: no headers, no body.
-            tx.http09 = True
             self._anomaly(tx, "request_line_missing_protocol", True)
-            self._emit("request_headers", tx, True)
-            self._request_done(d)
-            return
-        if not tx.request_protocol.startswith(b"HTTP/"):
+            nl = d.buf.find(b"\n", d.pos)
+            if nl == -1 or d.buf[d.pos:nl + 1] in (b"\n", b"\r\n"):
+                # HTTP/0.9: no headers, no body.
+                tx.http09 = True
+                self._emit("request_headers", tx, True)
+                self._request_done(d)
+                return
+            # Header lines follow: parse them (the request is just missing its protocol).
+        if tx.request_protocol and not tx.request_protocol.startswith(b"HTTP/"):
             self._anomaly(tx, "request_protocol_invalid", True)
         d.state = _HEADERS
 
