@@ -273,6 +273,14 @@ def test_gzip_and_deflate_variants_are_decoded():
         assert first_tx(ev).buffer("file.data", False) == body, label
 
 
+def test_compressed_request_body_is_decoded():
+    body = b"name=john&surname=doe"
+    z = gzip.compress(body)
+    req = b"POST /hi.php HTTP/1.1\r\nHost: h\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(z), z)
+    _, ev = exchange(req, close=False)
+    assert first_tx(ev).buffer("http.request_body") == body
+
+
 def test_lying_content_encoding_passes_body_through():
     resp = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 11\r\n\r\nplain text!"
     _, ev = exchange(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", resp)

@@ -856,7 +856,14 @@ class HttpParser:
 
     def _request_body_mode(self, d: _Direction, tx: HttpTransaction) -> None:
         mode = self._transfer_mode(d, tx.request_header)
-        self._setup_body(d, tx, [])
+        codings: list[str] = []
+        ce = tx.request_header(b"content-encoding")
+        if ce is not None:
+            # libhtp decodes compressed request bodies too (http-post-data-decompression)
+            codings, unknown = parse_content_encoding(ce.replace(b"\x00", b""))
+            if unknown:
+                self._anomaly(tx, "unknown_content_encoding", True)
+        self._setup_body(d, tx, codings)
         if mode == "chunked":
             d.state = _CHUNK_LEN
         elif mode == "cl" and d.left > 0:
