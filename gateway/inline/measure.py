@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -78,6 +79,22 @@ def _iperf(lab, seconds: float) -> float:
     return data["end"]["sum_received"]["bits_per_second"] / 1e6
 
 
+def _cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of the processes. System time includes the kernel forwarding the
+    packets our verdicts release (it runs in the verdict syscall), user time is the Python."""
+    user = system = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            user += int(fields[11]) / tick
+            system += int(fields[12]) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return user, system
+
+
 def _queued_packets(lab) -> int:
     """Packets the NFQUEUE rule sent to userspace (both directions: data and ACKs)."""
     r = lab.exec("gw", ["iptables", "-w", "-t", "filter", "-L", "CLINIC_GW", "-v", "-x", "-n"], timeout=10)
@@ -109,10 +126,25 @@ def run(modes: list[str], seconds: float, prefix: str) -> list[dict]:
                     inline.wait_ready()
                 elif mode != "kernel":
                     raise SystemExit(f"unknown mode {mode!r}")
+                if proc is not None:
+                    pids = [proc.pid]
+                elif inline is not None:
+                    pids = [p for p in inline.state().get("workers", {}).values() if p]
+                else:
+                    pids = []
+                user0, sys0 = _cpu_seconds(pids)
                 mbit = _iperf(lab, seconds)
-                queued = _queued_packets(lab) if mode != "kernel" else None
-                results.append({"mode": mode, "mbit_s": round(mbit, 1), "seconds": seconds,
-                                "queued_pkt_s": round(queued / seconds) if queued else None})
+                user1, sys1 = _cpu_seconds(pids)
+                user, system = user1 - user0, sys1 - sys0
+                queued = _queued_packets(lab) if mode != "kernel" else 0
+                results.append({
+                    "mode": mode, "mbit_s": round(mbit, 1), "seconds": seconds,
+                    "queued_pkt_s": round(queued / seconds) if queued else None,
+                    # CPU the listener spent per queued packet: robust against a busy machine, unlike Mbit/s.
+                    "user_us_per_pkt": round(user / queued * 1e6, 2) if queued else None,
+                    "sys_us_per_pkt": round(system / queued * 1e6, 2) if queued else None,
+                    "listener_cpu_pct": round((user + system) / seconds * 100) if pids else None,
+                })
                 print(json.dumps(results[-1]), flush=True)
             finally:
                 netfilter.remove(gw, netns=lab.ns("gw"))
