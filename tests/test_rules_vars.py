@@ -75,6 +75,18 @@ def test_bad_ports(text):
         Variables().port(text)
 
 
+def test_empty_groups_and_home_net_any():
+    v = Variables({"HOME_NET": "any"})
+    v.validate()                                   # only configured variables are checked up front
+    assert v.address("$HOME_NET").is_any
+    with pytest.raises(VarError, match="matches no address"):
+        v.address("$EXTERNAL_NET")                 # !any: rules using it are rejected, as in Suricata
+    with pytest.raises(VarError, match="matches no address"):
+        Variables().address("[10.0.0.0/8,!10.0.0.0/8]")
+    with pytest.raises(VarError, match=r"\$HOME_NET"):
+        Variables({"HOME_NET": "[10.0.0.0/8"}).validate()
+
+
 def test_variable_loop_is_an_error():
     v = Variables({"A": "$B", "B": "[$A,1.1.1.1]"})
     with pytest.raises(VarError, match="nested too deep"):

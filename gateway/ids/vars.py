@@ -180,10 +180,13 @@ class Variables:
     def __init__(self, address_vars: dict[str, str] | None = None, port_vars: dict[str, str] | None = None):
         self.address_vars = dict(DEFAULT_ADDRESS_VARS)
         self.port_vars = dict(DEFAULT_PORT_VARS)
+        self.configured: set[str] = set()        # names set by the caller (vs Suricata's defaults)
         for name, value in (address_vars or {}).items():
             self.address_vars[name.lstrip("$")] = value
+            self.configured.add(name.lstrip("$"))
         for name, value in (port_vars or {}).items():
             self.port_vars[name.lstrip("$")] = value
+            self.configured.add(name.lstrip("$"))
         self._addr_cache: dict[str, AddressGroup] = {}
         self._port_cache: dict[str, PortGroup] = {}
 
@@ -205,9 +208,13 @@ class Variables:
         return cls.from_pairs(config.vars)
 
     def validate(self) -> None:
-        """Expand every variable once so a bad one is reported at load time, not at first use."""
+        """Expand every configured variable once so a bad one is reported before any rule is loaded.
+        (A default that no longer expands, e.g. EXTERNAL_NET when HOME_NET is "any", only rejects the rules
+        that use it, as in Suricata.)"""
         for names, expand in ((self.address_vars, self.address), (self.port_vars, self.port)):
             for name in names:
+                if name not in self.configured:
+                    continue
                 try:
                     expand("$" + name)
                 except VarError as e:
@@ -218,6 +225,8 @@ class Variables:
         group = self._addr_cache.get(text)
         if group is None:
             v4, v6 = self._addr_ranges(text, 0)
+            if not v4 and not v6:
+                raise VarError(f"address group {text!r} matches no address")
             group = AddressGroup(text, tuple(v4), tuple(v6))
             self._addr_cache[text] = group
         return group
