@@ -155,6 +155,40 @@ def test_fail_open_passes_traffic_while_the_worker_is_stuck(lab):
     assert replies >= 5, (replies, gw.log())      # at most 4 sit in the full queue
     assert gw.stop() == 0
 
+    # Control: without the flag the kernel drops what does not fit, so nothing gets through.
+    gw = lab.start_gateway(base_config(queues=1, fail_open=False, queue_maxlen=4))
+    worker = gw.wait_ready()["workers"]["0"]
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        replies = lab.ping("lan", WAN, count=6, timeout=0.3)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    assert replies == 0, replies
+    assert gw.stop() == 0
+
+
+# An IPv4 packet claiming TCP with a 3-byte TCP header: the kernel forwards it (conntrack only marks it
+# invalid), our decoder refuses it.
+SEND_MALFORMED = """
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+payload = b"\x01\x02\x03"
+for i in range(3):
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 4242 + i, 0, 64, 6, 0,
+                      socket.inet_aton("10.10.0.10"), socket.inet_aton(sys.argv[1]))
+    s.sendto(hdr + payload, (sys.argv[1], 0))
+"""
+
+
+def test_malformed_packets_are_counted_and_dropped(lab):
+    gw = lab.start_gateway(base_config())
+    gw.wait_ready()
+    r = lab.exec("lan", [sys.executable, "-c", SEND_MALFORMED, WAN])
+    assert r.returncode == 0, r.stderr
+    dropped, text = _scrape(gw, "gateway_packets_total", verdict="drop", reason="malformed")
+    assert dropped == 3, text
+    assert gw.stop() == 0
+
 
 def test_rules_removed_on_stop_and_after_a_crash(lab):
     def rules_present() -> bool:
