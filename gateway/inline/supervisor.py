@@ -165,7 +165,10 @@ class Supervisor:
             print(f"gateway: running, {len(self.slots)} workers, pid {os.getpid()}", file=sys.stderr, flush=True)
             while not self.stopping:
                 sentinels = [s.proc.sentinel for s in self.slots if s.proc is not None]
-                wait_sentinels(sentinels, timeout=0.5) if sentinels else time.sleep(0.1)
+                if sentinels:
+                    wait_sentinels(sentinels, timeout=0.5)     # wakes at once when a worker dies
+                else:
+                    time.sleep(0.1)                            # all waiting out a restart back-off
                 if self.stopping:
                     break
                 self._reap()
