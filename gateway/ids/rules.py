@@ -32,7 +32,7 @@ from .vars import VarError, Variables
 
 __all__ = ["ACTIONS", "PROTOCOLS", "RuleError", "RuleFileError", "load_rules", "parse_rule"]
 
-ACTIONS = ("alert", "drop", "reject", "rejectsrc", "rejectdst", "rejectboth", "pass")
+ACTIONS = ("alert", "drop", "reject", "pass")
 # rule protocol -> (IP protocol numbers or None for any, app-layer protocol, stream restriction)
 PROTOCOLS: dict[str, tuple[frozenset | None, str | None, str | None]] = {
     "ip": (None, None, None), "pkthdr": (None, None, None),
