@@ -115,6 +115,20 @@ def test_capture_query_name():
     assert names == [b"www.suricata-ids.org"]
 
 
+def test_buffers_follow_the_direction_of_the_message():
+    # suricata-verify dns-answer-name: the request itself carries an answer record, and
+    # dns.answers.rrname matches it to_server as well as the real answers to_client.
+    p = DnsParser()
+    seen = []
+    for payload, _, dport in udp_datagrams(DATA / "dns-answer-name.pcap"):
+        for e in p.feed(payload, dport == 53):
+            if e.kind in ("query", "response"):
+                ts = e.kind == "query"
+                seen.append((e.kind, e.tx.buffers("dns.answers.rrname", ts), e.tx.buffers("dns.response.rrname", ts)))
+    assert seen == [("query", [b"oisf.net"], []),
+                    ("response", [b"oisf.net", b"oisf.net"], [b"oisf.net", b"oisf.net", b"oisf.net"])]
+
+
 def test_capture_truncated_rnames_over_tcp():
     (client, _), = tcp_streams(DATA / "dns-truncated-rname.pcap")
     p = DnsParser(tcp=True)

@@ -116,27 +116,38 @@ class DnsTransaction:
         self.query: DnsMessage | None = None
         self.response: DnsMessage | None = None
 
-    def buffers(self, keyword: str) -> list[bytes]:
-        """Suricata multi-buffers: dns.query / dns.queries.rrname (query names, to_server),
-        dns.answers.rrname, dns.response.rrname (every name in the response)."""
-        q, r = self.query, self.response
+    def buffers(self, keyword: str, to_server: bool | None = None) -> list[bytes]:
+        """Suricata multi-buffers, from the message travelling in the given direction (the query
+        to_server, the response to_client; both when to_server is None):
+        dns.query (query names of the request), dns.queries.rrname, dns.answers.rrname,
+        dns.authorities.rrname, dns.additionals.rrname, dns.response.rrname (every name in the
+        response)."""
+        if to_server is None:
+            msgs = [m for m in (self.query, self.response) if m is not None]
+        else:
+            m = self.query if to_server else self.response
+            msgs = [m] if m is not None else []
         if keyword in ("dns.query", "dns_query"):
-            return [name for name, _, _ in q.questions] if q else []
+            return [name for name, _, _ in self.query.questions] if self.query and to_server is not False else []
         if keyword == "dns.queries.rrname":
-            out = [name for name, _, _ in q.questions] if q else []
-            if r:
-                out += [name for name, _, _ in r.questions]
-            return out
-        if keyword == "dns.answers.rrname":
-            return [rr.name for rr in r.answers] if r else []
+            return [name for m in msgs for name, _, _ in m.questions]
+        section = _SECTIONS.get(keyword)
+        if section is not None:
+            return [rr.name for m in msgs for rr in getattr(m, section) if rr.rrtype != TYPE_OPT]
         if keyword == "dns.response.rrname":
-            if not r:
+            r = self.response
+            if r is None or to_server:
                 return []
             out = [name for name, _, _ in r.questions]
             for sec in (r.answers, r.authorities, r.additionals):
                 out += [rr.name for rr in sec if rr.rrtype != TYPE_OPT]
             return out
         raise KeyError(f"unknown DNS buffer {keyword!r}")
+
+
+_SECTIONS = {"dns.answers.rrname": "answers", "dns.authorities.rrname": "authorities",
+             "dns.additionals.rrname": "additionals"}
+DNS_BUFFERS = frozenset(("dns.query", "dns_query", "dns.queries.rrname", "dns.response.rrname")) | frozenset(_SECTIONS)
 
 
 def read_name(msg: bytes, pos: int, notes: list[str] | None = None) -> tuple[bytes, int]:
