@@ -33,9 +33,12 @@ HTTP/1.x (http.py) - one HttpParser(HttpLimits()) per connection
 
 DNS (dns.py) - DnsParser(tcp=False|True)
     feed(datagram_or_stream_bytes, to_server). Events: query, response (tx = DnsTransaction with
-    .query/.response DnsMessage), anomaly. DnsTransaction.buffers("dns.query") -> [names];
-    also dns.queries.rrname, dns.answers.rrname, dns.response.rrname. parse_message(bytes) parses
-    one message on its own.
+    .query/.response DnsMessage), anomaly (Suricata dns event names: malformed_data, z_flag_set,
+    infinite_loop, name_too_long, too_many_labels, not_a_request, not_a_response, flooded).
+    DnsTransaction.buffers(keyword, to_server=None) -> [names] from the message travelling in that
+    direction: dns.query, dns.queries.rrname, dns.answers.rrname, dns.authorities.rrname,
+    dns.additionals.rrname, dns.response.rrname (DNS_BUFFERS). parse_message(bytes) parses one
+    message on its own.
 
 TLS (tls.py) - TlsParser(TlsLimits())
     feed(data, to_server). Events: client_hello, server_hello, certificate, encrypted, anomaly
@@ -46,11 +49,12 @@ TLS (tls.py) - TlsParser(TlsLimits())
 """
 from .common import AppEvent
 from .detect import PORT_HINTS, detect
-from .dns import DnsLimits, DnsMessage, DnsParser, DnsTransaction, parse_message
+from .dns import DNS_BUFFERS, DnsLimits, DnsMessage, DnsParser, DnsTransaction, parse_message
 from .http import HTTP_BUFFERS, HTTP_MULTI_BUFFERS, HttpLimits, HttpParser, HttpTransaction
 from .tls import TlsLimits, TlsParser, TlsSession
 
 __all__ = [
+    "DNS_BUFFERS",
     "HTTP_BUFFERS",
     "HTTP_MULTI_BUFFERS",
     "PORT_HINTS",
