@@ -7,7 +7,8 @@ from scapy.layers.inet6 import IPv6
 
 from gateway.config import Config, from_dict
 from gateway.pipeline import Inspector, Stage
-from gateway.stages import build_stages
+from gateway.firewall import FirewallStage
+from gateway.stream import StreamStage
 
 
 def tcp(src="10.10.0.10", dst="198.18.0.10", sport=40000, dport=80, flags="S", seq=1000, ack=0,
@@ -58,6 +59,8 @@ def events():
 
 
 def make_inspector(raw: dict | None = None, extra_stages=(), events=None) -> Inspector:
+    """The foundation pipeline (firewall, stream reassembly) plus `extra_stages`, so these tests see
+    the core's own behaviour (e.g. when a flow becomes bypassable) whatever later stages add."""
     cfg = from_dict(raw or {}) if raw is not None else Config()
     sink = events.append if events is not None else None
-    return Inspector(cfg, build_stages(cfg) + list(extra_stages), sink=sink)
+    return Inspector(cfg, [FirewallStage(cfg), StreamStage(cfg.stream), *extra_stages], sink=sink)
