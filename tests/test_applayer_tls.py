@@ -59,6 +59,7 @@ def test_sslv2_hello_upgraded_to_tls():
     assert s.subject == (b"C=US, ST=California, L=Sunnyvale, O=NetScreen Technologies, Inc., OU=Security Team, "
                          b"CN=sigdb.secteam.netscreen.com, Email=aturner@netscreen.com")
     assert s.not_before == "2003-03-29T00:57:44" and s.not_after == "2008-03-27T00:57:44"
+    assert s.not_before_epoch == 1048899464 and s.not_after_epoch == 1206579464
 
 
 def test_client_hello_fragmented_over_records():

@@ -22,7 +22,7 @@ import hashlib
 from dataclasses import dataclass
 
 from .common import AppEvent
-from .x509 import CertError, parse_certificate
+from .x509 import CertError, epoch, parse_certificate
 
 CT_CCS, CT_ALERT, CT_HANDSHAKE, CT_APPDATA, CT_HEARTBEAT = 20, 21, 22, 23, 24
 HS_CLIENT_HELLO, HS_SERVER_HELLO, HS_CERTIFICATE = 1, 2, 11
@@ -121,6 +121,15 @@ class TlsSession:
         self.anomalies: list[str] = []
         self.encrypted = [False, False]     # [to_client, to_server]
         self.sslv2 = False
+
+    @property
+    def not_before_epoch(self) -> int | None:
+        """tls_cert_notbefore as seconds since 1970 (for date comparisons)."""
+        return epoch(self.not_before) if self.not_before else None
+
+    @property
+    def not_after_epoch(self) -> int | None:
+        return epoch(self.not_after) if self.not_after else None
 
     @property
     def version(self) -> int | None:

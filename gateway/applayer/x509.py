@@ -9,6 +9,7 @@ read raises CertError (the TLS parser turns that into an anomaly).
 """
 from __future__ import annotations
 
+import calendar
 import hashlib
 
 
@@ -101,6 +102,15 @@ def _time(tag: int, data: bytes) -> str:
     if len(s) >= 14:
         return f"{s[0:4]}-{s[4:6]}-{s[6:8]}T{s[8:10]}:{s[10:12]}:{s[12:14]}"
     return s
+
+
+def epoch(iso: str) -> int | None:
+    """Seconds since 1970 for a "YYYY-MM-DDTHH:MM:SS" validity time (None if unreadable)."""
+    try:
+        return calendar.timegm((int(iso[0:4]), int(iso[5:7]), int(iso[8:10]), int(iso[11:13]),
+                                int(iso[14:16]), int(iso[17:19]), 0, 0, 0))
+    except (ValueError, IndexError):
+        return None
 
 
 class Certificate:
