@@ -138,3 +138,18 @@ def test_check_cli_uses_config_vars(tmp_path, capsys):
     assert "$MY_PORTS" in capsys.readouterr().err
     cfg.write_text('[vars]\nHOME_NET = "[10.10.0.0/16]"\n')
     assert cli_main(["rules", "check", "--config", str(cfg), str(f)]) == 0
+
+
+def test_continuations_follow_suricata(tmp_path):
+    lines = [
+        '# a comment ending in a backslash does not swallow the next line \\',
+        'alert tcp any any -> any any (msg:"a"; \\   ',
+        'content:"x  \\',
+        '  y"; sid:1;)',
+        '   alert tcp any any -> any any (msg:"indented"; sid:2;)',
+    ]
+    f = write(tmp_path, "c.rules", "\n".join(lines) + "\n")
+    rs = load_rules([f])
+    assert [r.sid for r in rs.rules] == [1, 2]
+    assert rs.rules[0].buffers[0].matches[0].pattern == b"x    y"     # the next line is appended as it is
+    assert rs.rules[0].line == 2

@@ -375,25 +375,27 @@ def _default_variables() -> Variables:
 
 
 def iter_rule_lines(text: str):
-    """Yield (line_number, rule_text, commented) for each rule in a file's text: blank lines and plain
-    comments are skipped, `\\`-continued lines are joined, `# alert ...` is yielded with commented=True."""
+    """Yield (line_number, rule_text, commented) for each rule in a file's text, the way Suricata's loader
+    reads it: blank lines and `#` comments are skipped (a comment never continues onto the next line),
+    a line ending in `\\` (trailing blanks allowed) continues with the next line as it is, and a comment
+    that is a rule (`# alert ...`) is yielded with commented=True so it can be counted, never loaded."""
     lines = text.split("\n")
     i, n = 0, len(lines)
     while i < n:
         start = i
-        cur = lines[i].rstrip("\r")
+        cur = lines[i].rstrip()
         i += 1
-        while cur.endswith("\\") and i < n:
-            cur = cur[:-1] + lines[i].rstrip("\r").lstrip()
-            i += 1
-        s = cur.strip()
+        s = cur.lstrip()
         if not s:
             continue
         if s.startswith("#"):
             if _COMMENTED_RULE_RE.match(s):
                 yield start + 1, s, True
             continue
-        yield start + 1, s, False
+        while cur.endswith("\\") and i < n and len(cur) <= MAX_RULE_LEN:
+            cur = cur[:-1] + lines[i].rstrip()
+            i += 1
+        yield start + 1, cur.strip(), False
 
 
 def load_rules(paths, variables: Variables | None = None,
