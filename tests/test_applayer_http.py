@@ -359,6 +359,16 @@ def test_too_many_headers_is_bounded():
     assert len(tx.request_headers) == 10 and "request_too_many_headers" in anomalies(ev)
 
 
+def test_stored_header_bytes_are_bounded_but_framing_headers_kept():
+    lim = HttpLimits(max_header_bytes=4096)
+    req = (b"POST / HTTP/1.1\r\n" + (b"X-Big: " + b"a" * 1000 + b"\r\n") * 20
+           + b"Content-Length: 3\r\nHost: h\r\n\r\nabc")
+    _, ev = exchange(req, limits=lim, close=False)
+    tx = first_tx(ev)
+    assert len(tx.request_header(b"x-big")) < 5000 and "request_field_too_long" in anomalies(ev)
+    assert tx.buffer("http.request_body") == b"abc" and tx.buffer("http.host") == b"h"
+
+
 def test_pending_transactions_are_bounded():
     lim = HttpLimits(max_transactions=5)
     p = HttpParser(lim)

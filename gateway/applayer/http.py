@@ -124,6 +124,7 @@ _EVENT_NAMES = {
     "unknown_content_encoding": _both("abnormal_ce_header"),
 }
 _AUTH_SCHEMES = (b"basic", b"digest", b"bearer")
+_FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"content-encoding", b"host"))
 _DOUBLE_ENCODED_RE = re.compile(rb"%25(?:[0-9a-fA-F]{2}|[uU][0-9a-fA-F]{4})")
 
 
@@ -355,8 +356,10 @@ class _Direction:
         "captured_cap",
         "decoder",
         "header",
+        "header_bytes",
         "left",
         "nheaders",
+        "over_budget",
         "pos",
         "seen_100",
         "state",
@@ -373,6 +376,8 @@ class _Direction:
         self.tx: HttpTransaction | None = None
         self.header: bytes | None = None    # header line being assembled (folding)
         self.nheaders = 0
+        self.header_bytes = 0                # header text stored for the current message
+        self.over_budget = False
         self.left = 0                        # bytes left in a Content-Length body or a chunk
         self.decoder: BodyDecoder | None = None
         self.captured_cap = 0
@@ -646,6 +651,8 @@ class HttpParser:
             tx.host_raw = split_uri(tx.uri_raw)[1]
         d.header = None
         d.nheaders = 0
+        d.header_bytes = 0
+        d.over_budget = False
         d.trailer = False
         if not tx.request_protocol:
             self._anomaly(tx, "request_line_missing_protocol", True)
@@ -674,6 +681,8 @@ class HttpParser:
         d.tx = tx
         d.header = None
         d.nheaders = 0
+        d.header_bytes = 0
+        d.over_budget = False
         d.trailer = False
         d.seen_100 = False
         self._setup_body(d, tx, [])
@@ -708,6 +717,8 @@ class HttpParser:
         tx.status_code = code
         tx.response_headers = {}
         tx.response_header_raw = bytearray()
+        d.header_bytes = 0
+        d.over_budget = False
         d.state = _HEADERS
 
     # ------------------------------------------------------------------ headers
@@ -783,6 +794,13 @@ class HttpParser:
             return            # trailers are parsed (for limits) but do not change the headers
         headers = tx.request_headers if d.to_server else tx.response_headers
         key = name.lower()
+        d.header_bytes += len(text)
+        if d.header_bytes > self.limits.max_header_bytes and key not in _FRAMING_HEADERS:
+            # Past the budget only the headers that decide framing and decoding are kept.
+            if not d.over_budget:
+                d.over_budget = True
+                self._anomaly(tx, "header_too_long", d.to_server)
+            return
         have = headers.get(key)
         if have is None:
             headers[key] = [name, value]
