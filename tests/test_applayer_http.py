@@ -325,6 +325,13 @@ def test_file_event_names_from_content_disposition_or_uri():
     assert [(e.info, e.data) for e in ev if e.kind == "file"] == [("/files/setup.exe", b"MZ")]
 
 
+def test_rfc5987_filename():
+    resp = (b"HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.doc\r\n"
+            b"Content-Length: 1\r\n\r\nx")
+    _, ev = exchange(b"GET /d HTTP/1.1\r\nHost: h\r\n\r\n", resp)
+    assert [e.info for e in ev if e.kind == "file"] == ["r%C3%A9sum%C3%A9.doc"]
+
+
 def test_upload_body_is_a_file_to_server():
     req = b"PUT /u/notes.txt HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\ndata"
     _, ev = exchange(req, close=False)
@@ -412,7 +419,8 @@ _GZ = gzip.compress(b"payload " * 30)
 CHUNKED_GZIP = (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
                 + b"".join(b"%x\r\n%s\r\n" % (len(_GZ[i:i + 7]), _GZ[i:i + 7]) for i in range(0, len(_GZ), 7))
                 + b"0\r\n\r\n")
-REQUESTS = GET + b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nabcdef" + b"GET /x\xff HTTP/1.0\r\n\r\n"
+REQUESTS = (GET + b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nabcdef" + b"GET /x\xff HTTP/1.0\r\n\r\n"
+            + b"GET /noproto\nX-Header: 1\n\n" + b"GET /nine\r\n")
 RESPONSES = OK + CHUNKED_GZIP + b"HTTP/1.0 404 Nope\r\nX: y\r\n z\r\n\r\nclose-delimited"
 
 

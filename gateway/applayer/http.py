@@ -273,7 +273,8 @@ class HttpTransaction:
         if cd:
             m = _CD_FILENAME_RE.search(cd)
             if m:
-                return (m.group(1) if m.group(1) is not None else m.group(2)).strip()
+                name = (m.group(1) if m.group(1) is not None else m.group(2)).strip()
+                return name.split(b"''", 1)[1] if b"''" in name else name   # RFC 5987 charset''name
         path = split_uri(self.uri)[2] or b""
         return path
 
