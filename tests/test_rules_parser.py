@@ -301,6 +301,7 @@ def test_pcre_flag_matching_sticky_buffer_is_accepted():
     ('pcre:"/a/G";', "ungreedy"),
     ('pcre:"/a/UH";', "more than one buffer"),
     ('pcre:"abc";', "expected /regex/flags"),
+    ("pcre:abc;", "must be /regex/flags"),
     ('pcre:"/A/W";', "uppercase"),
 ])
 def test_pcre_errors(opts, reason):
@@ -454,3 +455,11 @@ def test_relative_pcre_needs_a_previous_match_in_its_buffer_outside_sticky_buffe
 def test_metadata_pairs():
     r = rule("metadata:former_category MALWARE, signature_severity Major; metadata:tag Ransomware;")
     assert r.metadata == (("former_category", "MALWARE"), ("signature_severity", "Major"), ("tag", "Ransomware"))
+
+
+def test_suricata7_spellings():
+    r = rule("pcre:/one/U;", "alert http1 any any -> any any")       # unquoted pcre, http1 protocol
+    assert r.app_proto == "http" and r.buffer("http.uri").matches[0].source == "one"
+    r = rule('tls.cert_fingerprint; content:"4a:a3"; tls.subjectaltname; content:"example.com";',
+             "alert tls any any -> any any")
+    assert r.buffer("tls.cert_fingerprint") and r.buffer("tls.subjectaltname")

@@ -66,8 +66,9 @@ BUFFERS: dict[str, BufferSpec] = {
              "http.content_len http.start http.protocol http.connection"),
     **_specs("dns", "to_server", "dns.query"),
     **_specs("tls", "to_server", "tls.sni ja3.hash ja3.string"),
-    **_specs("tls", "to_client", "tls.cert_subject tls.cert_issuer tls.cert_serial tls.certs ja3s.hash "
-             "ja3s.string"),
+    # tls.certs and tls.subjectaltname are multi-buffers: each certificate / SAN is inspected on its own
+    **_specs("tls", "to_client", "tls.cert_subject tls.cert_issuer tls.cert_serial tls.cert_fingerprint "
+             "tls.certs tls.subjectaltname ja3s.hash ja3s.string"),
 }
 
 # Sticky-buffer keywords (modern and legacy spellings) -> buffer.
@@ -75,7 +76,7 @@ STICKY: dict[str, str] = {name: name for name in BUFFERS}
 STICKY.update({
     "file_data": "file.data", "dns_query": "dns.query", "tls_sni": "tls.sni",
     "tls_cert_subject": "tls.cert_subject", "tls_cert_issuer": "tls.cert_issuer",
-    "tls_cert_serial": "tls.cert_serial", "ja3_hash": "ja3.hash", "ja3_string": "ja3.string",
+    "tls_cert_serial": "tls.cert_serial", "tls_cert_fingerprint": "tls.cert_fingerprint", "ja3_hash": "ja3.hash", "ja3_string": "ja3.string",
     "ja3s_hash": "ja3s.hash", "ja3s_string": "ja3s.string", "client_body": "http.request_body",
     "http_request_line": "http.request_line", "http_response_line": "http.response_line",
     "http_accept": "http.accept", "http_accept_enc": "http.accept_enc", "http_accept_lang": "http.accept_lang",
@@ -445,9 +446,12 @@ def _pcre(b, v):
     if v.startswith("!"):
         negated = True
         v = v[1:].strip()
-    if not (len(v) >= 2 and v[0] == '"' and v[-1] == '"'):
-        raise RuleError("pcre: value must be in double quotes")
-    body = v[1:-1]
+    if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+        body = v[1:-1]
+    elif v.startswith("/") and '"' not in v:
+        body = v                                  # Suricata also takes pcre:/x/U; unquoted
+    else:
+        raise RuleError("pcre: value must be /regex/flags, in double quotes")
     end = body.rfind("/")
     if not body.startswith("/") or end <= 0:
         raise RuleError("pcre: expected /regex/flags")

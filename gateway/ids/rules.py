@@ -35,12 +35,13 @@ __all__ = ["ACTIONS", "PROTOCOLS", "RuleError", "RuleFileError", "load_rules", "
 ACTIONS = ("alert", "drop", "reject", "pass")
 # rule protocol -> (IP protocol numbers or None for any, app-layer protocol, stream restriction)
 PROTOCOLS: dict[str, tuple[frozenset | None, str | None, str | None]] = {
-    "ip": (None, None, None), "pkthdr": (None, None, None),
+    "ip": (None, None, None),
     "tcp": (frozenset({6}), None, None), "udp": (frozenset({17}), None, None),
     "icmp": (frozenset({1, 58}), None, None), "icmpv4": (frozenset({1}), None, None),
     "icmpv6": (frozenset({58}), None, None),
     "tcp-pkt": (frozenset({6}), None, "no"), "tcp-stream": (frozenset({6}), None, "only"),
-    "http": (frozenset({6}), "http", None), "dns": (frozenset({6, 17}), "dns", None),
+    "http": (frozenset({6}), "http", None), "http1": (frozenset({6}), "http", None),
+    "dns": (frozenset({6, 17}), "dns", None),
     "tls": (frozenset({6}), "tls", None), "smtp": (frozenset({6}), "smtp", None),
     "ftp": (frozenset({6}), "ftp", None),
 }
