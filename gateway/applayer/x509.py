@@ -45,7 +45,20 @@ def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     return tag, pos, pos + ln
 
 
+_OID_CACHE: dict[bytes, str] = {}
+
+
 def _oid(data: bytes) -> str:
+    # The same few attribute OIDs appear in every certificate: decode each once (bounded cache).
+    s = _OID_CACHE.get(data)
+    if s is None:
+        s = _decode_oid(data)
+        if len(_OID_CACHE) < 4096:
+            _OID_CACHE[bytes(data)] = s
+    return s
+
+
+def _decode_oid(data: bytes) -> str:
     if not data:
         raise CertError("empty OID")
     first = data[0]
