@@ -168,8 +168,7 @@ class Lab:
                 self._offloads_off(seg.role, HOST_IF)
             self.www.mkdir(parents=True, exist_ok=True)
             (self.www / "index.html").write_text(f"clinic-gateway lab {self.prefix}\n")
-            for role, addr, port in SERVERS:
-                self._start_server(role, addr, port)
+            self._start_servers(SERVERS)
             (self.state / "lab.json").write_text(json.dumps(self.info(), indent=2))
         except BaseException:
             self.down()
@@ -182,16 +181,21 @@ class Lab:
     def _offloads_off(self, role: str, ifname: str) -> None:
         self.exec(role, ["ethtool", "-K", ifname, "gro", "off", "gso", "off", "tso", "off"], check=True)
 
-    def _start_server(self, role: str, addr: str, port: int, timeout: float = 10.0) -> None:
-        """Plain HTTP server over www; returns once it listens (it prints a line when bound)."""
-        p = self.popen(role, [sys.executable, "-m", "gateway.lab", "serve", addr, str(port), str(self.www)],
-                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    def _start_servers(self, servers, timeout: float = 10.0) -> None:
+        """Plain HTTP servers over www, started together; returns once each listens (each prints a line
+        when bound)."""
         import select
 
-        ready, _, _ = select.select([p.stdout], [], [], timeout)
-        line = p.stdout.readline() if ready else b""
-        if not line.startswith(b"listening"):
-            raise LabError(f"HTTP server {addr}:{port} in {self.ns(role)} did not start")
+        started = [(self.popen(role, [sys.executable, "-m", "gateway.lab", "serve", addr, str(port),
+                                      str(self.www)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True),
+                    role, addr, port) for role, addr, port in servers]
+        deadline = time.monotonic() + timeout
+        for p, role, addr, port in started:
+            ready, _, _ = select.select([p.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            line = p.stdout.readline() if ready else b""
+            if not line.startswith(b"listening"):
+                raise LabError(f"HTTP server {addr}:{port} in {self.ns(role)} did not start")
 
     def down(self) -> list[str]:
         """Remove everything; returns problems it could not fix (never raises)."""

@@ -98,6 +98,47 @@ def test_reject_answers_with_rst_and_deny_drops(lab):
     assert gw.stop() == 0
 
 
+# Sends one UDP datagram or ICMP echo and reports the first ICMP unreachable that comes back, and who
+# sent it: the gateway's REJECT answers from its own address, a host from the host's.
+ICMP_PROBE = """
+import select, socket, struct, sys, time
+dst, kind = sys.argv[1], sys.argv[2]
+icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+if kind == "udp":
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"probe", (dst, 5353))
+else:
+    body = struct.pack("!BBHHH", 8, 0, 0, 77, 1) + b"probe!"
+    s = sum(struct.unpack("!%dH" % (len(body) // 2), body))
+    s = (s >> 16) + (s & 0xFFFF)
+    s = ~(s + (s >> 16)) & 0xFFFF
+    icmp.sendto(body[:2] + struct.pack("!H", s) + body[4:], (dst, 0))
+deadline = time.monotonic() + 2
+while time.monotonic() < deadline:
+    if not select.select([icmp], [], [], 0.1)[0]:
+        continue
+    data, (src, _) = icmp.recvfrom(2048)
+    ihl = (data[0] & 15) * 4
+    if data[ihl] == 3:
+        print("unreachable", data[ihl + 1], "from", src)
+        break
+else:
+    print("nothing")
+"""
+
+
+def test_reject_answers_udp_and_icmp_with_icmp_unreachable_from_the_gateway(lab):
+    emr = "10.10.0.20"
+    before = lab.exec("guest", [sys.executable, "-c", ICMP_PROBE, emr, "udp"]).stdout.strip()
+    assert before == f"unreachable 3 from {emr}", before      # no gateway: the host itself says "port closed"
+    gw = lab.start_gateway(base_config())                       # guest's default is reject
+    gw.wait_ready()
+    udp = lab.exec("guest", [sys.executable, "-c", ICMP_PROBE, emr, "udp"]).stdout.strip()
+    assert udp == "unreachable 3 from 10.30.0.1", udp           # port unreachable, from the gateway
+    echo = lab.exec("guest", [sys.executable, "-c", ICMP_PROBE, emr, "icmp"]).stdout.strip()
+    assert echo == "unreachable 13 from 10.30.0.1", echo        # communication administratively prohibited
+    assert gw.stop() == 0
+
+
 def test_killed_worker_is_restarted_and_traffic_resumes(lab):
     # fail_open off: traffic can only flow again because a worker is bound again.
     gw = lab.start_gateway(base_config(queues=1, fail_open=False))
