@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from gateway.ids import RuleError, parse_rule
 from gateway.ids.model import Rule
 from gateway.ids.rules import iter_rule_lines
+from tests.test_rules_loader import check_invariants
 
 ET_SAMPLE = Path(__file__).parent / "data" / "rules" / "et-open-sample"
 SEEDS = [text for f in sorted(ET_SAMPLE.glob("*.rules"))
@@ -26,6 +27,7 @@ def check(text: str) -> None:
         assert e.reason and isinstance(e.reason, str)
         return
     assert isinstance(result, Rule)
+    check_invariants(result)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

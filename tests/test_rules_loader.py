@@ -7,6 +7,8 @@ import pytest
 from gateway.cli import main as cli_main
 from gateway.ids import RuleFileError, Variables, load_rules
 from gateway.ids.classification import ClassificationError, parse_classifications
+from gateway.ids.keywords import BUFFERS
+from gateway.ids.model import ContentMatch
 
 DATA = Path(__file__).parent / "data" / "rules"
 ET_SAMPLE = DATA / "et-open-sample"
@@ -153,3 +155,37 @@ def test_continuations_follow_suricata(tmp_path):
     assert [r.sid for r in rs.rules] == [1, 2]
     assert rs.rules[0].buffers[0].matches[0].pattern == b"x    y"     # the next line is appended as it is
     assert rs.rules[0].line == 2
+
+
+def check_invariants(r) -> None:
+    """Structural promises of the model (model.py docstring) that the engine relies on."""
+    contents = [(li, mi, m) for li, ml in enumerate(r.buffers) for mi, m in enumerate(ml.matches)
+                if isinstance(m, ContentMatch)]
+    chosen = [m for _, _, m in contents if m.fast_pattern]
+    assert len(chosen) == (1 if contents else 0), r.sid
+    for ml in r.buffers:
+        assert ml.buffer in BUFFERS and ml.matches, r.sid
+        if BUFFERS[ml.buffer].app_proto:
+            assert r.app_proto == BUFFERS[ml.buffer].app_proto, r.sid
+    fp = r.fast_pattern
+    if fp is None:
+        return
+    m = r.buffers[fp.list_index].matches[fp.match_index]
+    assert m is chosen[0]
+    assert (fp.buffer, fp.transforms) == (r.buffers[fp.list_index].buffer, r.buffers[fp.list_index].transforms)
+    assert fp.pattern in m.pattern and fp.nocase == m.nocase and fp.negated == m.negated
+    # nothing at a better priority (or longer at the same priority) was passed over
+    if not m.explicit_fast_pattern and not m.negated:
+        best = BUFFERS[fp.buffer].priority
+        for li, _, c in contents:
+            if c.negated:
+                continue
+            p = BUFFERS[r.buffers[li].buffer].priority
+            assert p > best or (p == best and len(c.pattern) <= len(m.pattern)), r.sid
+
+
+def test_model_invariants_on_the_et_sample():
+    rs = load_rules(sorted(ET_SAMPLE.glob("emerging-*.rules")))
+    assert len(rs.rules) > 300
+    for r in rs.rules:
+        check_invariants(r)
