@@ -202,7 +202,8 @@ class FlowMatch:
 @dataclass(frozen=True, slots=True)
 class TcpFlags:
     """flags: `mode` "exact" (these and no others), "all" (+: these, others allowed), "any" (*: any of
-    these), "not" (!: none of these); `ignore` bits are masked off the packet's flags first."""
+    these), "not" (!: not all of these - Suricata's `(flags & these) != these`); `ignore` bits are masked
+    off the packet's flags first."""
     flags: int
     mode: str = "exact"
     ignore: int = 0
@@ -215,7 +216,7 @@ class TcpFlags:
             return f & self.flags == self.flags
         if self.mode == "any":
             return f & self.flags != 0 if self.flags else f == 0
-        return f & self.flags == 0
+        return f & self.flags != self.flags
 
 
 @dataclass(frozen=True, slots=True)
