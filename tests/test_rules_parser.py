@@ -428,6 +428,7 @@ def test_identity_fields_and_classification_priority():
     assert r.references == (("url", "example.com/a,b"), ("cve", "2020-1234"))
     assert ("signature_severity", "Major") in r.metadata
     assert rule("classtype:trojan-activity; priority:4;").priority == 4
+    assert rule("classtype:Trojan-Activity;").classtype == "trojan-activity"
     assert rule("content:\"x\";").priority == 3
     assert reject("classtype:nonsense;") == "unknown classtype: nonsense"
     assert "1..255" in reject("priority:0;")

@@ -34,7 +34,7 @@ def parse_classifications(text: str, where: str = "<text>") -> dict[str, Classif
                                       f"priority'")
         name, _, rest = rest.partition(",")
         description, sep, prio_s = rest.rpartition(",")
-        name, description, prio_s = name.strip(), description.strip(), prio_s.strip()
+        name, description, prio_s = name.strip().lower(), description.strip(), prio_s.strip()
         if not sep or not name:
             raise ClassificationError(f"{where}:{lineno}: expected name,description,priority")
         try:

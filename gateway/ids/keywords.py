@@ -254,7 +254,7 @@ def _gid(b, v):
 
 def _classtype(b, v):
     b.single("classtype")
-    name = _need(v, "classtype")
+    name = _need(v, "classtype").lower()         # Suricata lowercases classtype names
     if b.classifications is not None and name not in b.classifications:
         raise RuleError(f"unknown classtype: {name}")
     b.rule["classtype"] = name
