@@ -367,6 +367,7 @@ class _Direction:
         "to_server",
         "trailer",
         "tx",
+        "wait",
     )
 
     def __init__(self, to_server: bool):
@@ -384,6 +385,7 @@ class _Direction:
         self.captured_cap = 0
         self.trailer = False
         self.seen_100 = False
+        self.wait = 0                        # 1: nothing happens before a LF (or CR); 2: before non-space
 
 
 class HttpParser:
@@ -412,6 +414,15 @@ class HttpParser:
         if d.state == _DEAD or d.state == _TUNNEL or not data:
             return events
         try:
+            wait = d.wait
+            if wait and len(d.buf) - d.pos + len(data) <= self.limits.max_line and (
+                    (wait == 1 and b"\n" not in data and (d.to_server or b"\r" not in data))
+                    or (wait == 2 and not data.strip(_WS_CTL))):
+                # Nothing in these bytes can end what we are waiting for: keep them without
+                # rescanning the buffer (tiny segments would otherwise cost O(n^2)).
+                d.buf += data
+                return events
+            d.wait = 0
             if not d.buf and d.state in _BODY_STATES:
                 # Fast path: body bytes with nothing buffered go straight through, no copy.
                 used = self._body_direct(d, data)
@@ -496,6 +507,7 @@ class HttpParser:
         if i == -1:
             if len(buf) - d.pos > self.limits.max_line:
                 self._give_up(d, "line_too_long")
+            d.wait = 1
             return None
         if i + 1 - d.pos > self.limits.max_line:
             self._give_up(d, "line_too_long")
@@ -511,9 +523,11 @@ class HttpParser:
         i = buf.find(b"\n", d.pos)
         limit = i if i != -1 else end
         cr = buf.find(b"\r", d.pos, limit)
+        wait_lf = True
         while cr != -1:
             if cr + 1 >= end:
                 i = cr if at_eof else -1   # a CR at the very end: wait to see what follows
+                wait_lf = False
                 break
             nb = buf[cr + 1]
             if nb == 0x0A:
@@ -525,6 +539,8 @@ class HttpParser:
         if i == -1:
             if end - d.pos > self.limits.max_line:
                 self._give_up(d, "line_too_long")
+            if wait_lf:
+                d.wait = 1
             return None
         if i + 1 - d.pos > self.limits.max_line:
             self._give_up(d, "line_too_long")
@@ -588,6 +604,7 @@ class HttpParser:
             if (not at_eof and not _has_protocol(line) and d.buf.find(b"\n", d.pos) == -1
                     and len(d.buf) - d.pos <= self.limits.max_line):
                 d.pos = start
+                d.wait = 1
                 return False
             self._request_line(d, line)
             return True
@@ -974,6 +991,7 @@ class HttpParser:
         if s == end:
             if end - d.pos > self.limits.max_line:
                 self._give_up(d, "chunk_length_line_too_long")
+            d.wait = 2
             return False
         if s == e:
             self._invalid_chunk(d)
@@ -982,6 +1000,7 @@ class HttpParser:
         if nl == -1:
             if end - d.pos > self.limits.max_line:
                 self._give_up(d, "chunk_length_line_too_long")
+            d.wait = 1
             return False
         tail = bytes(buf[e:nl]).strip(_WS_CTL)
         if tail:
@@ -1011,6 +1030,7 @@ class HttpParser:
         if i == -1:
             if len(d.buf) - d.pos > self.limits.max_line:
                 self._give_up(d, "chunk_data_end_too_long")
+            d.wait = 1
             return False
         if i - d.pos > 1:
             self._anomaly(d.tx, "chunk_data_end_junk", d.to_server)
