@@ -66,7 +66,7 @@ def _looks_zlib(head: bytes) -> bool:
 
 
 class _Layer:
-    __slots__ = ("dec", "eof", "failed", "kind", "limit", "lzma_ok", "mode", "pending", "produced", "raw_seen")
+    __slots__ = ("dec", "eof", "failed", "kind", "limit", "lzma_ok", "mode", "pending", "produced")
 
     def __init__(self, kind: str, limit: int, lzma_ok: bool):
         self.kind = kind
@@ -129,8 +129,8 @@ class _Layer:
             data = bytes(self.pending)
             if not self.produced:
                 pass   # keep pending for a possible passthrough
-        elif not self.produced:
-            self.pending += data
+        elif not self.produced and len(self.pending) < self.limit:
+            self.pending += data[:self.limit - len(self.pending)]   # bounded, like the output
         room = self.limit - self.produced
         if room <= 0:
             self.mode = "stop"
@@ -139,12 +139,10 @@ class _Layer:
             if self.eof:
                 return b""
             out = self.dec.decompress(data, room) if data else b""
-            if isinstance(self.dec, lzma.LZMADecompressor):
-                self.eof = self.dec.eof
-            else:
-                self.eof = self.dec.eof
-                if final and not self.eof and self.kind != "lzma":
-                    out += self.dec.flush()[: max(0, room - len(out))]
+            self.eof = self.dec.eof
+            if (final and not self.eof and not isinstance(self.dec, lzma.LZMADecompressor)
+                    and not self.dec.unconsumed_tail and len(out) < room):
+                out += self.dec.flush()[:room - len(out)]   # only buffered bytes: no tail left
         except (zlib.error, lzma.LZMAError, EOFError, MemoryError) as e:
             if not self.produced:
                 # Nothing decoded yet: the header lied, inspect the body as it is.
