@@ -376,10 +376,10 @@ def test_tcp_flag_modes(spec, yes, no):
 
 
 def test_flowbits_xbits_threshold():
-    r = rule('flowbits:set,a.b; flowbits:isset,x|y; flowbits:isnotset,p&q; flowbits:noalert; '
+    r = rule('flowbits:set,a.b; flowbits:isset,x | y; flowbits:isnotset,p&q; flowbits:noalert; '
              'xbits:set,ET.foo,track ip_src,expire 60; threshold:type limit, track by_src, seconds 60, count 1;')
     assert [(f.command, f.names, f.any_of) for f in r.flowbits] == [
-        ("set", ("a.b",), False), ("isset", ("x", "y"), True), ("isnotset", ("p", "q"), False)]
+        ("set", ("a.b",), False), ("isset", ("x", "y"), True), ("isnotset", ("p&q",), False)]
     assert r.noalert
     assert (r.xbits[0].track, r.xbits[0].expire) == ("ip_src", 60)
     assert (r.threshold.type, r.threshold.track, r.threshold.count, r.threshold.seconds) == \
@@ -394,6 +394,7 @@ def test_flowbits_xbits_threshold():
     ("flow:sideways;", "unsupported option"),
     ("flowbits:frob,x;", "unknown command"),
     ("flowbits:set,a|b;", "only with isset"),
+    ("flowbits:set,a b;", "spaces are not allowed"),
     ("xbits:set,x;", "expected"),
     ("threshold:type limit, track by_src, count 1;", "missing seconds"),
     (("threshold:type limit, track by_src, count 1, seconds 1; detection_filter:track by_src, count 1, "

@@ -783,7 +783,7 @@ def _flags(b, v):
 
 # ----------------------------------------------------------------------------------------- state & rate
 
-_BIT_NAME = re.compile(r"[A-Za-z0-9_.\-]+\Z")
+_BIT_NAME = re.compile(r"[^\s,]+\Z")
 
 
 def _flowbits(b, v):
@@ -800,15 +800,18 @@ def _flowbits(b, v):
     names_s = names_s.strip()
     if not names_s:
         raise RuleError(f"flowbits:{cmd} needs a name")
+    # Suricata (detect-flowbits.c): `a|b` is an OR list (isset: one is set; isnotset: one is not set);
+    # a name is anything without blanks ("a&b" is one name, there is no AND operator).
     any_of = "|" in names_s
-    if any_of and "&" in names_s:
-        raise RuleError("flowbits: cannot mix | and &")
     if any_of and cmd not in ("isset", "isnotset"):
         raise RuleError(f"flowbits: | only with isset/isnotset, not {cmd}")
-    names = tuple(n.strip() for n in re.split(r"[|&]", names_s))
+    names = tuple(n.strip() for n in names_s.split("|")) if any_of else (names_s,)
+    names = tuple(n for n in names if n)
+    if not names or len(names) > 100:
+        raise RuleError("flowbits: expected 1..100 names")
     for n in names:
-        if not _BIT_NAME.match(n):
-            raise RuleError(f"flowbits: invalid name {n!r}")
+        if any(c.isspace() for c in n):
+            raise RuleError(f"flowbits: spaces are not allowed in names ({n!r})")
     b.flowbits.append(FlowbitOp(cmd, names, any_of))
 
 

@@ -229,7 +229,8 @@ class StreamSize:
 class FlowbitOp:
     command: str                        # set | unset | toggle | isset | isnotset
     names: tuple[str, ...]
-    any_of: bool = False                # isset/isnotset with a|b: one of them suffices
+    any_of: bool = False                # a|b (isset/isnotset only): isset holds when one of them is set,
+                                        # isnotset when one of them is not set (Suricata's OR list)
 
 
 @dataclass(frozen=True, slots=True)
