@@ -10,8 +10,11 @@ direction closes. Each call returns a list of AppEvent:
     response_headers  status line + headers parsed
     response_body     data = de-chunked, decompressed response body (within response_body_limit)
     response_complete the response ended; the transaction is done
-    file              a body with content ended: info = file name, data = bytes (up to file_limit)
-    anomaly           info = code (Suricata-like names); tx may be None
+    file              a body with content ended: info = file name (Content-Disposition, else the URI
+                      path), data = bytes up to file_limit; tx.request_truncated /
+                      tx.response_truncated tell whether the file was longer
+    anomaly           info = Suricata's app-layer-event name where one exists
+                      (request_field_missing_colon, invalid_response_chunk_len, ...); tx may be None
 
 Feeding the same bytes split at any points yields the same transactions and the same events apart from
 how body data is cut into chunks. Nothing raises: malformed input becomes anomalies, and a direction
