@@ -199,26 +199,29 @@ def _select_fast_pattern(lists: list[MatchList]) -> FastPattern | None:
     """Suricata's choice: the explicit fast_pattern; else among non-negated contents (negated ones only
     when there is nothing else) of the highest-priority buffers, the longest, then the strongest,
     then the first."""
-    cands = []
+    best_key = None
+    ties: list = []
     for li, ml in enumerate(lists):
         prio = BUFFERS[ml.buffer].priority
         for mi, m in enumerate(ml.matches):
-            if isinstance(m, ContentMatch):
-                if m.explicit_fast_pattern:
-                    return _fast_pattern(ml, li, mi, m)
-                cands.append((prio, li, mi, m))
-    if not cands:
+            if type(m) is not ContentMatch:
+                continue
+            if m.explicit_fast_pattern:
+                return _fast_pattern(ml, li, mi, m)
+            key = (m.negated, prio, -len(m.pattern))      # smaller is better
+            if best_key is None or key < best_key:
+                best_key, ties = key, [(li, mi, m)]
+            elif key == best_key:
+                ties.append((li, mi, m))
+    if not ties:
         return None
-    positive = [c for c in cands if not c[3].negated]
-    pool = positive or cands
-    best_prio = min(c[0] for c in pool)
-    pool = [c for c in pool if c[0] == best_prio]
-    best_len = max(len(c[3].pattern) for c in pool)
-    pool = [c for c in pool if len(c[3].pattern) == best_len]
-    if len(pool) > 1:
-        strongest = max(_pattern_strength(c[3].pattern) for c in pool)
-        pool = [c for c in pool if _pattern_strength(c[3].pattern) == strongest]
-    _, li, mi, m = pool[0]
+    li, mi, m = ties[0]
+    if len(ties) > 1:
+        strongest = -1
+        for cand in ties:
+            strength = _pattern_strength(cand[2].pattern)
+            if strength > strongest:
+                strongest, (li, mi, m) = strength, cand
     return _fast_pattern(lists[li], li, mi, m)
 
 
