@@ -257,6 +257,25 @@ def test_rules_removed_on_stop_and_after_a_crash(lab):
     assert not rules_present()
 
 
+def test_a_second_gateway_is_refused_and_leaves_the_first_alone(lab, tmp_path):
+    first = lab.start_gateway(base_config())
+    first.wait_ready()
+    second_cfg = base_config()
+    second_cfg["gateway"]["state_dir"] = str(tmp_path / "second")
+    second_cfg["metrics"]["listen"] = "127.0.0.1:9754"        # past the port check, on to the queues
+    second = lab.start_gateway(second_cfg)
+    assert second.proc.wait(30) == 1
+    assert "another process bound to this queue" in second.log(), second.log()
+    assert "CLINIC_GW" in lab.exec("gw", ["iptables-save"]).stdout
+    assert lab.curl("lan", f"http://{WAN}:445/", max_time=5).returncode == 7   # first still rejects
+    # Same state directory: refused before anything of the first (its metrics files) is touched.
+    third = lab.start_gateway(base_config())
+    assert third.proc.wait(30) == 2
+    assert "uses state directory" in third.log(), third.log()
+    assert metric(first.metrics(), "gateway_workers_up") == 2
+    assert first.stop() == 0
+
+
 def _alive(pid) -> bool:
     if not pid:
         return False

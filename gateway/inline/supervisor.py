@@ -15,6 +15,7 @@ shared copy-on-write, and a restart takes milliseconds.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import multiprocessing
@@ -49,6 +50,7 @@ class WorkerSlot:
         self.started = 0.0
         self.backoff = 0.0
         self.restart_at = 0.0      # when a dead worker may be started again (monotonic)
+        self.bound = None          # Event the worker sets once it holds its queue
 
 
 class Supervisor:
@@ -73,6 +75,7 @@ class Supervisor:
         w = Worker(slot.index, slot.queue, self.cfg, self.stages_factory, self.metrics, self.eve_path,
                    slot.generation)
         w.close_fds = self.close_fds
+        w.bound = slot.bound = self.ctx.Event()
         slot.generation += 1
         proc = self.ctx.Process(target=worker_main, args=(w,), name=f"gateway-worker-{slot.index}", daemon=False)
         proc.start()
@@ -81,18 +84,18 @@ class Supervisor:
         self._write_state()
 
     def _wait_bound(self, timeout: float = BIND_TIMEOUT) -> None:
+        """Every worker says it holds its queue (not just "someone is bound": that could be another
+        gateway in this namespace, whose rules we must then leave alone)."""
         deadline = time.monotonic() + timeout
-        want = {s.queue for s in self.slots}
         while time.monotonic() < deadline:
-            stats = read_queue_stats()
-            if want <= {q for q, s in stats.items() if s["portid"]}:
+            if all(s.bound is not None and s.bound.is_set() for s in self.slots):
                 return
             dead = [s for s in self.slots if s.proc is not None and not s.proc.is_alive()]
             if dead:
                 raise StartError(f"worker {dead[0].index} (queue {dead[0].queue}) exited with code "
                                  f"{dead[0].proc.exitcode} during start-up; see its message above")
             time.sleep(0.02)
-        missing = sorted(want - {q for q, s in read_queue_stats().items() if s["portid"]})
+        missing = [s.queue for s in self.slots if not (s.bound is not None and s.bound.is_set())]
         raise StartError(f"queues {missing} not bound after {timeout:.0f}s")
 
     def _reap(self) -> None:
@@ -149,11 +152,14 @@ class Supervisor:
 
     def run(self) -> int:
         gw = self.cfg.gateway
-        installed = False
+        installed = owns_queues = False
         try:
             for s in self.slots:
                 self._spawn(s)
             self._wait_bound()
+            # From here the queues are ours: another gateway in this namespace would have made the bind
+            # fail, and then its rules must stay untouched.
+            owns_queues = True
             fams = netfilter.install(gw, self.range)
             installed = True
             self.ready = True
@@ -181,17 +187,18 @@ class Supervisor:
         finally:
             self.stopping = True
             self._stop_workers()
-            # Remove even when install() failed half-way or we never got there (leftovers of a crash).
-            try:
-                removed = netfilter.remove(gw)
-                if removed or installed:
-                    log.info("rules removed: %s", "; ".join(removed) or "none left")
-            except netfilter.NetfilterError as e:
-                print(f"gateway: could not remove rules: {e}", file=sys.stderr)
-            try:
-                (self.state_dir / "supervisor.json").unlink()
-            except OSError:
-                pass
+            if owns_queues:
+                # Also when install() failed half-way (it cleans up too; removing is idempotent).
+                try:
+                    removed = netfilter.remove(gw)
+                    if removed or installed:
+                        log.info("rules removed: %s", "; ".join(removed) or "none left")
+                except netfilter.NetfilterError as e:
+                    print(f"gateway: could not remove rules: {e}", file=sys.stderr)
+                try:
+                    (self.state_dir / "supervisor.json").unlink()
+                except OSError:
+                    pass
 
 
 def _describe_exit(code: int | None) -> str:
@@ -230,6 +237,18 @@ def main(args) -> int:
     state_dir = Path(cfg.gateway.state_dir)
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
+        # One gateway per state directory: a second one must not wipe the first's metrics files.
+        lock = open(state_dir / "gateway.lock", "a+")   # noqa: SIM115 - held for the process lifetime
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            print(f"gateway: another gateway (pid {lock.read().strip() or '?'}) uses state directory "
+                  f"{state_dir}", file=sys.stderr)
+            return 2
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
         metrics_dir = prepare_multiproc_dir(state_dir / "prometheus")
     except OSError as e:
         print(f"gateway: state directory {state_dir}: {e.strerror or e}", file=sys.stderr)

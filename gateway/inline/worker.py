@@ -85,6 +85,7 @@ class Worker:
         self.generation = generation
         self.stop = False
         self.close_fds: tuple[int, ...] = ()   # the supervisor's sockets (metrics endpoint) we inherited
+        self.bound = None          # multiprocessing Event: set once our queue is bound (supervisor waits on it)
 
     def _on_term(self, signum, frame) -> None:
         self.stop = True
@@ -113,6 +114,8 @@ class Worker:
         except OSError as e:
             print(f"gateway worker {self.index}: cannot bind queue {self.queue}: {e}", file=sys.stderr)
             return 3
+        if self.bound is not None:
+            self.bound.set()
         counters = None
         if self.metrics is not None:
             counters = WorkerCounters(self.metrics, str(self.index), VERDICT_NAMES)
@@ -163,8 +166,10 @@ class Worker:
                             break
                 if time.monotonic() >= next_fold:
                     next_fold = time.monotonic() + FOLD_INTERVAL
-                    if len(names) > 4096:        # interfaces come and go; never grow without bound
-                        names = {0: None}
+                    names = {0: None}            # interfaces come and go (renames, re-created veths)
+                    tick = getattr(inspector, "tick", None)
+                    if tick is not None:         # idle flows expire (and log) without waiting for a packet
+                        tick(wall())
                     if eve is not None:
                         eve.flush()
                     if counters is not None:
