@@ -189,3 +189,16 @@ def test_model_invariants_on_the_et_sample():
     assert len(rs.rules) > 300
     for r in rs.rules:
         check_invariants(r)
+
+
+def test_undecodable_bytes_keep_content_and_give_printable_text(tmp_path, capsys):
+    f = tmp_path / "bin.rules"
+    f.write_bytes(b'alert tcp any any -> any any (msg:"caf\xe9"; content:"\xff\xfe"; sid:1;)\n'
+                  b'alert tcp any any -> any any (msg:"x"; bad\xff; sid:2;)\n')
+    rs = load_rules([f])
+    r = rs.rules[0]
+    assert r.buffers[0].matches[0].pattern == b"\xff\xfe"          # exact bytes
+    assert r.msg == "caf\ufffd" and r.msg.encode("utf-8")
+    assert rs.rejected[0].reason == "unsupported keyword: bad\ufffd"
+    assert cli_main(["rules", "check", str(f)]) == 0
+    assert "bad\ufffd" in capsys.readouterr().out

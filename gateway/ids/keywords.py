@@ -35,6 +35,7 @@ from .model import (
     TcpFlags,
     Threshold,
     XbitOp,
+    printable,
 )
 
 
@@ -234,7 +235,7 @@ def _unescape_text(text: str) -> str:
 
 def _msg(b, v):
     b.single("msg")
-    b.rule["msg"] = _unescape_text(_unquote(_need(v, "msg"), "msg"))
+    b.rule["msg"] = printable(_unescape_text(_unquote(_need(v, "msg"), "msg")))
 
 
 def _sid(b, v):
@@ -269,12 +270,12 @@ def _reference(b, v):
     kind, sep, ref = _need(v, "reference").partition(",")
     if not sep or not kind.strip() or not ref.strip():
         raise RuleError("reference: expected type,id")
-    b.references.append((kind.strip(), ref.strip()))
+    b.references.append((printable(kind.strip()), printable(ref.strip())))
 
 
 def _metadata(b, v):
     # kept as written; Rule.metadata splits it into (key, value) pairs when asked (saves load time)
-    b.metadata.append(_need(v, "metadata"))
+    b.metadata.append(printable(_need(v, "metadata")))
 
 
 def _target(b, v):

@@ -46,11 +46,20 @@ from .vars import AddressGroup, PortGroup
 Value = int | str     # a literal, or the name of a byte_extract variable set earlier in the rule
 
 
+def printable(text: str) -> str:
+    """Rule files are read with surrogateescape (content bytes survive exactly); text shown to people
+    (msg, reasons, EVE) must be valid UTF-8, so undecodable bytes become U+FFFD here."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 class RuleError(ValueError):
     """A rule that cannot be loaded. `reason` is short and groupable ("unsupported keyword: asn1");
     file/line/sid say where, when known."""
 
     def __init__(self, reason: str, file: str = "", line: int = 0, sid: int | None = None):
+        reason = printable(reason)
         self.reason, self.file, self.line, self.sid = reason, file, line, sid
         where = f"{file}:{line}: " if file else ""
         super().__init__(f"{where}{'sid ' + str(sid) + ': ' if sid is not None else ''}{reason}")
