@@ -192,6 +192,8 @@ def test_transforms_key_their_own_list():
     ('http.uri; sid:2; content:"x";', "alert http any any -> any any", "sid: given twice"),
     ('http_uri;', "alert http any any -> any any", "needs a preceding content"),
     ('http.uri; pkt_data; content:"x";', "alert http any any -> any any", "no match after it"),
+    ('http.uri; content:"a"; http.host; content:"b"; http.uri;', "alert http any any -> any any",
+     "no match after it"),
 ])
 def test_buffer_errors(opts, header, reason):
     assert reason in reject(opts, header)

@@ -665,7 +665,7 @@ def _urilen(b, v):
         raise RuleError("urilen: second argument must be norm or raw")
     b.rule["urilen"] = parse_compare(text, "urilen")
     b.rule["urilen_raw"] = kind == "raw"
-    b.need_app("http", "urilen", "to_server")
+    b.need_app("http", "urilen")
 
 
 def _bsize(b, v):
@@ -711,7 +711,7 @@ def _tls_version(b, v):
         b.rule["tls_version"] = parse_int(text, "tls.version", 0, 0xFFFF)
     else:
         b.rule["tls_version"] = _TLS_VERSIONS[text]
-    b.need_app("tls", "tls.version", None)
+    b.need_app("tls", "tls.version")
 
 
 # ---------------------------------------------------------------------------------------- flow & flags

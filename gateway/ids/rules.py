@@ -85,6 +85,7 @@ class _Builder:
         self.rule: dict = {}
         self.lists: dict[str, MatchList] = {}
         self.sticky: MatchList | None = None      # the current sticky buffer (may not be registered yet)
+        self.sticky_used = True                   # has a match followed the last sticky keyword?
         self.transform_ok = False
         self.last_cm: ContentMatch | None = None
         self.last_cm_list: MatchList | None = None
@@ -106,7 +107,7 @@ class _Builder:
             raise RuleError(f"{name}: given twice")
         self.seen.add(name)
 
-    def need_app(self, app: str, keyword: str, direction) -> None:
+    def need_app(self, app: str, keyword: str) -> None:
         self.app_needs.append((app, keyword))
 
     def need_tcp(self, keyword: str) -> None:
@@ -130,9 +131,10 @@ class _Builder:
         else:
             self.sticky = MatchList(buffer)     # registered on its first match (transforms may follow)
             self.transform_ok = True
+            self.sticky_used = False
 
     def _check_sticky_used(self) -> None:
-        if self.sticky is not None and self.sticky.key not in self.lists:
+        if not self.sticky_used:
             raise RuleError(f"sticky buffer {self.sticky.buffer} has no match after it")
 
     def add_transform(self, name: str) -> None:
@@ -147,9 +149,10 @@ class _Builder:
             target = self._list(buffer)
         elif self.sticky is not None:
             target = self.sticky
-            if target.key not in self.lists:
-                target = self._list(target.buffer, target.transforms)
+            if not self.sticky_used:
+                target = self._list(target.buffer, target.transforms)   # merges with an earlier same list
                 self.sticky = target
+                self.sticky_used = True
         elif getattr(match, "relative", False) and not isinstance(match, (ContentMatch, PcreMatch)) \
                 and self.last_match_list is not None:
             # Suricata puts a relative byte_test/byte_jump/byte_extract/isdataat outside a sticky buffer
