@@ -409,7 +409,8 @@ def _fast_pattern(b, v):
 # ---------------------------------------------------------------------------------------------- pcre
 
 _PCRE_KNOWN = set("ismxAEGORB") | set(PCRE_BUFFER_FLAGS)
-_PCRE_CACHE: dict[tuple[str, int], object] = {}
+_PCRE_CACHE: dict[tuple[str, int], object] = {}      # identical regexes (common in ET) compile once
+_PCRE_CACHE_MAX = 65536
 
 
 # PCRE spellings Python's re lacks, rewritten to the equivalent re syntax.
@@ -437,6 +438,8 @@ def compile_pcre(source: str, flags: int):
         except (re.error, OverflowError, RecursionError, ValueError) as e:
             raise RuleError(f"pcre: not supported by the regex engine ({e.__class__.__name__}: "
                             f"{str(e).split(' at position')[0]})") from None
+        if len(_PCRE_CACHE) >= _PCRE_CACHE_MAX:      # bounded across reloads
+            _PCRE_CACHE.clear()
         _PCRE_CACHE[key] = rx
     return rx
 
