@@ -53,6 +53,7 @@ _V4_MAX = (1 << 32) - 1
 _V6_MAX = (1 << 128) - 1
 _MAX_DEPTH = 16          # variable nesting bound (also stops reference loops)
 _MAX_ITEMS = 4096        # items in one expanded group
+_MAX_CACHED = 65536      # parsed groups kept per Variables (identical header texts are very common)
 
 
 _OCTET = r"(0|[1-9]\d{0,2})"
@@ -228,6 +229,8 @@ class Variables:
             if not v4 and not v6:
                 raise VarError(f"address group {text!r} matches no address")
             group = AddressGroup(text, tuple(v4), tuple(v6))
+            if len(self._addr_cache) >= _MAX_CACHED:
+                self._addr_cache.clear()
             self._addr_cache[text] = group
         return group
 
@@ -307,6 +310,8 @@ class Variables:
             for lo, hi in ranges:
                 bits |= ((1 << (hi - lo + 1)) - 1) << lo
             group = PortGroup(text, tuple(ranges), bits.to_bytes(8192, "little"))
+            if len(self._port_cache) >= _MAX_CACHED:
+                self._port_cache.clear()
             self._port_cache[text] = group
         return group
 
