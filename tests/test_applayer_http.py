@@ -464,3 +464,24 @@ def test_mutated_messages_never_raise(data):
     p = HttpParser()
     events = p.feed(bytes(req), True) + p.feed(bytes(resp), False) + p.eof(True) + p.eof(False)
     assert all(not e.info.startswith("internal_error") for e in events)
+
+
+_HEADER_LINE = st.one_of(
+    st.sampled_from([b"Host: h", b"Content-Length: 3", b"Transfer-Encoding: chunked", b"X: a", b"X: b",
+                     b"Content-Encoding: gzip", b" folded", b"\tfolded", b"NoColon", b": empty", b"Name : v",
+                     b"\x00nul: v", b"Cookie: c", b"Content-Length: 4"]),
+    st.binary(max_size=12).filter(lambda b: b"\n" not in b and b"\r" not in b))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_HEADER_LINE, max_size=10), st.sampled_from([b"\r\n", b"\n"]), st.booleans())
+def test_header_block_fast_path_equals_line_by_line(lines, eol, response):
+    # Whole-block input takes the fast path when it can; byte-at-a-time input never does.
+    head = b"HTTP/1.1 200 OK" if response else b"POST /x HTTP/1.1"
+    msg = head + eol + b"".join(x + eol for x in lines) + eol + b"abcd0\r\n\r\n"
+    cuts = range(len(msg))
+    if response:
+        assert (_feed_split(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n", msg, [], cuts)
+                == _feed_split(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n", msg, [], []))
+    else:
+        assert _feed_split(msg, b"", cuts, []) == _feed_split(msg, b"", [], [])

@@ -743,7 +743,42 @@ class HttpParser:
         d.state = _HEADERS
 
     # ------------------------------------------------------------------ headers
+    def _headers_block(self, d: _Direction) -> bool:
+        """Fast path: a whole, plain CRLF header block already in the buffer is parsed in one go.
+
+        Only blocks where the line-by-line path could not do anything different qualify: every line
+        ends in CRLF (no bare CR or LF), nothing is folded, no line or count limit is near.
+        """
+        buf = d.buf
+        end = buf.find(b"\r\n\r\n", d.pos)
+        if end == -1 or buf.startswith(b"\r\n", d.pos):    # (an empty block ends right away)
+            return False
+        block = bytes(buf[d.pos:end])
+        if not block:
+            return False
+        lim = self.limits
+        crlf = block.count(b"\r\n")
+        tx = d.tx
+        raw = tx.request_header_raw if d.to_server else tx.response_header_raw
+        if (block.count(b"\n") != crlf or block.count(b"\r") != crlf or crlf + 1 > lim.max_headers
+                or block[:1] in (b" ", b"\t", b"\x00") or b"\r\n " in block or b"\r\n\t" in block
+                or b"\r\n\x00" in block or len(raw) + len(block) + 4 > lim.max_header_bytes):
+            return False
+        lines = block.split(b"\r\n")
+        if len(block) > lim.max_line and max(len(x) for x in lines) + 2 > lim.max_line:
+            return False
+        raw += block
+        raw += b"\r\n\r\n"
+        d.pos = end + 4
+        header_line = self._header_line
+        for text in lines:
+            header_line(d, text)
+        self._headers_done(d)
+        return True
+
     def _headers(self, d: _Direction, at_eof: bool = False) -> bool:
+        if d.header is None and d.nheaders == 0 and not d.trailer and self._headers_block(d):
+            return True
         start = d.pos
         line = self._line(d) if d.to_server else self._line_res(d, at_eof)
         if line is None:
