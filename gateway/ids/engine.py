@@ -78,7 +78,8 @@ class _CRule:
 class _Group:
     """The rules of one IP-protocol group."""
 
-    __slots__ = ("prefilters", "tx_prefilters", "nofp_any", "nofp_port", "tx_nofp")
+    __slots__ = ("prefilters", "tx_prefilters", "nofp_any", "nofp_port", "tx_nofp", "nofp_src4", "nofp_dst4",
+                 "nofp_addr6", "nofp_sport")
 
     def __init__(self):
         self.prefilters: dict[str, BufferPrefilter] = {}
@@ -87,6 +88,12 @@ class _Group:
         self.nofp_any: list[int] = []
         self.nofp_port: dict[int, list[int]] = {}
         self.tx_nofp: dict[str, list[int]] = {}
+        # IP-only style rules (address lists, no content: tor, ciarmy, botcc, ...) indexed by the /16 of the
+        # side that has a short address list, so a packet meets only the lists its addresses fall in
+        self.nofp_src4: dict[int, list[int]] = {}
+        self.nofp_dst4: dict[int, list[int]] = {}
+        self.nofp_addr6: list[int] = []     # the same rules when their list also holds IPv6 ranges
+        self.nofp_sport: dict[int, list[int]] = {}   # any dst port, a few src ports (server responses)
 
 
 class Match:
@@ -102,6 +109,8 @@ class Match:
 
 def _rule_groups(rule: Rule):
     protos = rule.ip_protos
+    if protos is None and rule.ip_proto is not None and rule.ip_proto.op == "=":
+        protos = frozenset({rule.ip_proto.value})      # ip_proto:41 narrows an `ip` rule
     for g in _GROUPS:
         if protos is None:
             yield g
@@ -113,6 +122,36 @@ def _rule_groups(rule: Rule):
                 yield g
         elif g in protos:
             yield g
+
+
+_MAX_PREFIXES = 64          # a side spanning more /16s than this is not worth indexing
+
+
+def _prefixes16(ag) -> set[int] | None:
+    keys: set[int] = set()
+    for lo, hi in ag.v4:
+        a, b = lo >> 16, hi >> 16
+        if b - a >= _MAX_PREFIXES or len(keys) > 4096:
+            return None
+        keys.update(range(a, b + 1))
+    return keys
+
+
+def _index_by_address(grp: _Group, cr: _CRule) -> bool:
+    """Put a rule without fast pattern in the /16 index of its src or dst list; False if neither is short."""
+    r = cr.rule
+    for ag, table, is_any in ((r.src, grp.nofp_src4, cr.src_any), (r.dst, grp.nofp_dst4, cr.dst_any)):
+        if is_any:
+            continue
+        keys = _prefixes16(ag)
+        if keys is None:
+            continue
+        for k in keys:
+            table.setdefault(k, []).append(cr.idx)
+        if ag.v6:
+            grp.nofp_addr6.append(cr.idx)
+        return True
+    return False
 
 
 def _port_count(pg) -> int:
@@ -134,9 +173,23 @@ class DetectionEngine:
                 grp = self.groups.setdefault(g, _Group())
                 if usable:
                     key = "|".join((fp.buffer,) + fp.transforms)
-                    entries.setdefault((g, key), []).append((fp.pattern, fp.nocase, cr.idx))
+                    ports = None      # port keys (prefilter.py): dst p -> p, src p -> -1 - p
+                    if r.bidirectional:
+                        pass
+                    elif not cr.dport_any and _port_count(r.dport) <= _PORT_BUCKET_MAX:
+                        ports = [p for lo, hi in r.dport.ranges for p in range(lo, hi + 1)]
+                    elif not cr.sport_any and _port_count(r.sport) <= _PORT_BUCKET_MAX:
+                        ports = [-1 - p for lo, hi in r.sport.ranges for p in range(lo, hi + 1)]
+                    entries.setdefault((g, key), []).append((fp.pattern, fp.nocase, cr.idx, ports))
                 elif cr.is_tx:
                     grp.tx_nofp.setdefault(cr.app, []).append(cr.idx)
+                elif not r.bidirectional and _index_by_address(grp, cr):
+                    pass
+                elif not r.bidirectional and cr.dport_any and not cr.sport_any and \
+                        _port_count(r.sport) <= _PORT_BUCKET_MAX:
+                    for lo, hi in r.sport.ranges:
+                        for port in range(lo, hi + 1):
+                            grp.nofp_sport.setdefault(port, []).append(cr.idx)
                 elif r.bidirectional or cr.dport_any or _port_count(r.dport) > _PORT_BUCKET_MAX:
                     grp.nofp_any.append(cr.idx)
                 else:
@@ -156,8 +209,9 @@ class DetectionEngine:
                 grp.tx_prefilters.setdefault(app, []).append((name, tuple(transforms), pf))
         for grp in self.groups.values():
             grp.nofp_any.sort()
-            for lst in grp.nofp_port.values():
-                lst.sort()
+            for table in (grp.nofp_port, grp.nofp_sport, grp.nofp_src4, grp.nofp_dst4):
+                for lst in table.values():
+                    lst.sort()
         self.xbits: OrderedDict = OrderedDict()
         self.thresholds: OrderedDict = OrderedDict()
         self.evaluated = 0          # full rule evaluations (for profiling/benchmarks)
@@ -181,7 +235,7 @@ class DetectionEngine:
         if pkt_data:
             pf = grp.prefilters.get("pkt_data")
             if pf is not None:
-                for tup in pf.scan(pkt_data):
+                for tup in pf.scan(pkt_data, pkt.dport, pkt.sport):
                     for i in tup:
                         cands[i] = None
         for i in grp.nofp_any:
@@ -189,6 +243,24 @@ class DetectionEngine:
         lst = grp.nofp_port.get(pkt.dport)
         if lst:
             for i in lst:
+                cands[i] = None
+        lst = grp.nofp_sport.get(pkt.sport)
+        if lst:
+            for i in lst:
+                cands[i] = None
+        if pkt.version == 4:
+            if grp.nofp_src4:
+                lst = grp.nofp_src4.get(int.from_bytes(pkt.src[:2], "big"))
+                if lst:
+                    for i in lst:
+                        cands[i] = None
+            if grp.nofp_dst4:
+                lst = grp.nofp_dst4.get(int.from_bytes(pkt.dst[:2], "big"))
+                if lst:
+                    for i in lst:
+                        cands[i] = None
+        else:
+            for i in grp.nofp_addr6:
                 cands[i] = None
         tx_cands: dict[int, list] = {}
         if txs:
@@ -199,7 +271,7 @@ class DetectionEngine:
                     for buf in _tx_buffers(app, tx, name, to_server):
                         if transforms:
                             buf = apply_transforms(buf, transforms)
-                        for tup in pf.scan(buf):
+                        for tup in pf.scan(buf, pkt.dport, pkt.sport):
                             for i in tup:
                                 tl = tx_cands.setdefault(i, [])
                                 if (app, tx) not in tl:

@@ -35,22 +35,33 @@ def _escape(pattern: bytes) -> bytes:
 
 
 class BufferPrefilter:
-    """The Hyperscan database of one buffer kind. `scan(data)` -> list of rule-index tuples that hit."""
+    """The Hyperscan database of one buffer kind.
+
+    `scan(data, dport)` -> list of rule-index tuples whose pattern occurs in data. A rule entered with a
+    destination port set is only returned for packets to one of those ports (Suricata's port grouping:
+    "|05|" of a DCERPC rule for port 135 hits nearly every packet, but is only a candidate on port 135)."""
 
     __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache")
 
-    def __init__(self, entries: list[tuple[bytes, bool, int]], cache_dir: Path | None = None):
-        """entries: (pattern, nocase, rule_index). A nocase pattern is stored lowercased."""
+    def __init__(self, entries: list[tuple], cache_dir: Path | None = None):
+        """entries: (pattern, nocase, rule_index[, ports]) with ports None (any) or an iterable of port keys:
+        a destination port p as p, a source port p as -1 - p. A nocase pattern is stored lowercased."""
         ids: dict[tuple[bytes, bool], int] = {}
-        targets: list[list[int]] = []
-        for pattern, nocase, rule_index in entries:
+        targets: list[tuple[list[int], dict]] = []
+        for entry in entries:
+            pattern, nocase, rule_index = entry[:3]
+            dports = entry[3] if len(entry) > 3 else None
             key = (pattern.lower() if nocase else pattern, nocase)
             pid = ids.get(key)
             if pid is None:
                 pid = ids[key] = len(targets)
-                targets.append([])
-            targets[pid].append(rule_index)
-        self.targets = tuple(tuple(t) for t in targets)
+                targets.append(([], {}))
+            if dports is None:
+                targets[pid][0].append(rule_index)
+            else:
+                for port in dports:
+                    targets[pid][1].setdefault(port, []).append(rule_index)
+        self.targets = tuple((tuple(a), {p: tuple(v) for p, v in by.items()} or None) for a, by in targets)
         self.patterns = tuple(ids)
         self.from_cache = False
         self.db = self._build(cache_dir) if self.patterns else None
@@ -95,7 +106,7 @@ class BufferPrefilter:
                 pass
         return db
 
-    def scan(self, data: bytes) -> list[tuple[int, ...]]:
+    def scan(self, data: bytes, dport: int = -1, sport: int = -1) -> list[tuple[int, ...]]:
         """The rule-index tuples of every pattern present in data (each pattern at most once)."""
         db = self.db
         if db is None or not data:
@@ -106,7 +117,19 @@ class BufferPrefilter:
         if not hits:
             return []
         targets = self.targets
-        return [targets[pid] for pid in hits]
+        out = []
+        for pid in hits:
+            anyport, by_port = targets[pid]
+            if anyport:
+                out.append(anyport)
+            if by_port is not None:
+                t = by_port.get(dport)
+                if t:
+                    out.append(t)
+                t = by_port.get(-1 - sport)
+                if t:
+                    out.append(t)
+        return out
 
     def __len__(self) -> int:
         return len(self.patterns)

@@ -1,0 +1,250 @@
+"""IDS benchmark: ET Open load (rules, compile time, memory) and replay throughput with and without rules.
+
+    python -m benchmarks.ids [--rules-dir DIR] [--count 60000] [--repeats 3] [--out benchmarks/results/ids.json]
+    python -m benchmarks.ids --profile          # pyinstrument call tree of the rules-on run
+
+Load: parse every *.rules file of the ruleset (rules loaded / rejected), then build the detection engine
+(Hyperscan databases) with the on-disk cache disabled ("cold") and again with it warm. Resident memory is
+the process's VmRSS after the load, minus the RSS before it (both reported).
+
+Throughput: a mixed trace crafted with scapy once, outside the timed region, of interleaved
+conversations - HTTP (request, 8 KB response in 1.4 KB segments, ACKs, close), DNS over UDP (query and
+answer) and TLS (ClientHello with SNI, server records). Each configuration gets a fresh Inspector over the
+same trace: `rules_off` (firewall, stream, app-layer) and `rules_on` (the same plus the IDS stage with the
+whole ruleset). pps_cpu / mbps_cpu divide by process CPU time (per core); medians over the repeats. Counts
+and time are bounded (--count packets per run, --max-seconds per configuration).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import struct
+import time
+from pathlib import Path
+
+from gateway.config import Config
+from gateway.pipeline import Inspector
+from gateway.signatures import SignatureSet
+from gateway.stages import build_stages
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_RULES = REPO.parent / "shared" / "rulesets" / "et-open-2024"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# ------------------------------------------------------------------------------------------ trace
+
+def _client_hello(sni: bytes) -> bytes:
+    ciphers = struct.pack("!7H", 0x1301, 0x1302, 0xC02B, 0xC02F, 0xC00A, 0x009C, 0x002F)
+    sni_ext = struct.pack("!HHHBH", 0, len(sni) + 5, len(sni) + 3, 0, len(sni)) + sni
+    groups = struct.pack("!HHH2H", 10, 6, 4, 0x001D, 0x0017)
+    exts = sni_ext + groups
+    body = (b"\x03\x03" + bytes(32) + b"\x00" + struct.pack("!H", len(ciphers)) + ciphers + b"\x01\x00"
+            + struct.pack("!H", len(exts)) + exts)
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
+
+
+def build_trace(conversations: int, seed: int = 1) -> list[bytes]:
+    """Interleaved HTTP / DNS / TLS conversations as raw IPv4 datagrams (scapy, outside timing)."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+    from scapy.layers.inet import IP, TCP, UDP
+
+    rnd = random.Random(seed)
+    convs: list[list[bytes]] = []
+    body = bytes(rnd.getrandbits(8) for _ in range(8192))
+    for n in range(conversations):
+        client = f"10.1.{(n >> 8) & 255}.{n & 255 or 1}"
+        server = f"198.18.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}"
+        cport = 20000 + n % 40000
+        kind = ("http", "http", "http", "http", "http", "dns", "dns", "dns", "tls", "tls")[n % 10]
+        pk: list[bytes] = []
+        if kind == "dns":
+            name = f"host{n}.example{n % 7}.com"
+            q = DNS(id=n & 0xFFFF, rd=1, qd=DNSQR(qname=name))
+            pk.append(bytes(IP(src=client, dst=server) / UDP(sport=cport, dport=53) / q))
+            a = DNS(id=n & 0xFFFF, qr=1, rd=1, ra=1, qd=DNSQR(qname=name),
+                    an=DNSRR(rrname=name, rdata="198.18.1.1"))
+            pk.append(bytes(IP(src=server, dst=client) / UDP(sport=53, dport=cport) / a))
+            convs.append(pk)
+            continue
+        sport = 80 if kind == "http" else 443
+        c = lambda flags, seq, ack, data=b"": bytes(IP(src=client, dst=server) / TCP(  # noqa: E731
+            sport=cport, dport=sport, flags=flags, seq=seq, ack=ack) / data)
+        s = lambda flags, seq, ack, data=b"": bytes(IP(src=server, dst=client) / TCP(  # noqa: E731
+            sport=sport, dport=cport, flags=flags, seq=seq, ack=ack) / data)
+        cs, ss = 1000, 5000
+        pk += [c("S", cs, 0), s("SA", ss, cs + 1), c("A", cs + 1, ss + 1)]
+        cs, ss = cs + 1, ss + 1
+        if kind == "http":
+            req = (f"GET /app/page{n}.php?id={rnd.randint(1, 99999)}&q=search HTTP/1.1\r\nHost: www.site{n % 50}"
+                   f".example\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36\r\n"
+                   f"Accept: text/html,application/xhtml+xml\r\nAccept-Language: ja,en;q=0.8\r\n"
+                   f"Cookie: session={rnd.getrandbits(64):x}\r\n\r\n").encode()
+            first = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n"
+                     % len(body))
+            payload = first + body
+        else:
+            req = _client_hello(f"www.tls{n % 30}.example".encode())
+            payload = (b"\x16\x03\x03\x00\x31\x02\x00\x00\x2d\x03\x03" + bytes(32) + b"\x00\x13\x01\x00\x00\x05"
+                       b"\x00\x2b\x00\x02\x03\x04" + b"\x17\x03\x03\x1f\x40" + bytes(rnd.getrandbits(8)
+                                                                                   for _ in range(8000)))
+        pk.append(c("PA", cs, ss, req))
+        cs += len(req)
+        for i in range(0, len(payload), 1400):
+            seg = payload[i:i + 1400]
+            pk.append(s("A" if i + 1400 < len(payload) else "PA", ss, cs, seg))
+            ss += len(seg)
+            if (i // 1400) % 2:
+                pk.append(c("A", cs, ss))
+        pk += [c("FA", cs, ss), s("FA", ss, cs + 1), c("A", cs + 1, ss + 1)]
+        convs.append(pk)
+    # interleave up to 32 conversations at a time, as on a link
+    out: list[bytes] = []
+    active: list[list[bytes]] = []
+    pending = list(reversed(convs))
+    while pending or active:
+        while pending and len(active) < 32:
+            active.append(list(reversed(pending.pop())))
+        i = rnd.randrange(len(active))
+        out.append(active[i].pop())
+        if not active[i]:
+            active.pop(i)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ runs
+
+def load_ruleset(rules_dir: Path, cache_dir: str | None):
+    from gateway.ids.stage import build_ids_stage
+
+    if cache_dir is None:
+        os.environ["GATEWAY_HS_CACHE"] = "off"
+    else:
+        os.environ["GATEWAY_HS_CACHE"] = cache_dir
+    files = sorted(rules_dir.glob("*.rules"))
+    t0 = time.perf_counter()
+    from gateway.ids.rules import load_rules
+    from gateway.ids.vars import Variables
+    ruleset = load_rules(files, Variables())
+    t_parse = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    stage = build_ids_stage(Config(), files)
+    t_total_stage = time.perf_counter() - t1
+    return stage, ruleset, t_parse, t_total_stage
+
+
+def time_config(stages, trace: list[bytes], count: int, repeats: int, max_seconds: float) -> dict:
+    nbytes = sum(len(p) for p in trace)
+    runs = []
+    budget = max_seconds / repeats
+    for _ in range(repeats):
+        insp = Inspector(Config(), stages(), sink=lambda e: None)
+        process = insp.process
+        done = sent = 0
+        c0, w0 = time.process_time(), time.perf_counter()
+        ts = 1_700_000_000.0
+        while done < count and time.perf_counter() - w0 < budget:
+            for p in trace:
+                process(p, ts)
+                ts += 20e-6
+            done += len(trace)
+            sent += nbytes
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        insp.finish()
+        runs.append({"packets": done, "cpu": cpu, "wall": wall, "bytes": sent})
+    med = lambda k: statistics.median(k)  # noqa: E731
+    return {
+        "packets": runs[0]["packets"],
+        "pps_cpu": round(med([r["packets"] / r["cpu"] for r in runs])),
+        "mbps_cpu": round(med([r["bytes"] * 8 / r["cpu"] / 1e6 for r in runs]), 1),
+        "pps": round(med([r["packets"] / r["wall"] for r in runs])),
+        "mbps": round(med([r["bytes"] * 8 / r["wall"] / 1e6 for r in runs]), 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.ids", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rules-dir", default=str(DEFAULT_RULES))
+    ap.add_argument("--count", type=int, default=60_000, help="packets per timed run")
+    ap.add_argument("--conversations", type=int, default=400)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--max-seconds", type=float, default=60.0, help="per configuration")
+    ap.add_argument("--out", default=str(RESULTS / "ids.json"))
+    ap.add_argument("--profile", action="store_true", help="print a pyinstrument tree of the rules-on run")
+    args = ap.parse_args(argv)
+    rules_dir = Path(args.rules_dir)
+    if not rules_dir.is_dir():
+        raise SystemExit(f"rules directory not found: {rules_dir}")
+
+    rss0 = rss_mb()
+    stage, ruleset, t_parse, t_stage = load_ruleset(rules_dir, None)
+    rss1 = rss_mb()
+    import tempfile
+    with tempfile.TemporaryDirectory() as cache:
+        load_ruleset(rules_dir, cache)                 # fills the cache
+        t0 = time.perf_counter()
+        from gateway.ids.stage import build_ids_stage
+        os.environ["GATEWAY_HS_CACHE"] = cache
+        build_ids_stage(Config(), sorted(rules_dir.glob("*.rules")))
+        t_warm = time.perf_counter() - t0
+    os.environ["GATEWAY_HS_CACHE"] = "off"
+    engine = stage.engine
+    load = {
+        "ruleset": rules_dir.name,
+        "rules_loaded": len(ruleset.rules),
+        "rules_rejected": len(ruleset.rejected),
+        "load_percent": round(100 * len(ruleset.rules) / max(1, len(ruleset.rules) + len(ruleset.rejected)), 2),
+        "parse_seconds": round(t_parse, 2),
+        "compile_seconds_cold": round(t_stage, 2),      # parse + Hyperscan build, no cache
+        "compile_seconds_warm_cache": round(t_warm, 2),  # parse + databases loaded from the cache
+        "prefilter_databases": sum(len(g.prefilters) + sum(len(v) for v in g.tx_prefilters.values())
+                                   for g in engine.groups.values()),
+        "rss_mb_before": round(rss0, 1),
+        "rss_mb_after_load": round(rss1, 1),
+        "rss_mb_ruleset": round(rss1 - rss0, 1),
+    }
+    print(json.dumps(load, indent=1))
+
+    trace = build_trace(args.conversations)
+    cfg = Config()
+    off = lambda: build_stages(cfg, None)  # noqa: E731
+    on = lambda: build_stages(cfg, None) + [stage]  # noqa: E731
+    if args.profile:
+        from pyinstrument import Profiler
+        prof = Profiler()
+        prof.start()
+        time_config(on, trace, min(args.count, 20000), 1, 30)
+        prof.stop()
+        print(prof.output_text(unicode=False, color=False, show_all=False))
+        return 0
+    engine.evaluated = 0
+    results = {"rules_off": time_config(off, trace, args.count, args.repeats, args.max_seconds),
+               "rules_on": time_config(on, trace, args.count, args.repeats, args.max_seconds)}
+    results["rules_on"]["rule_evaluations_per_packet"] = round(
+        engine.evaluated / max(1, results["rules_on"]["packets"] * args.repeats), 3)
+    results["rules_on_vs_off"] = round(results["rules_on"]["pps_cpu"] / results["rules_off"]["pps_cpu"], 3)
+    out = {"load": load, "trace": {"packets": len(trace), "bytes": sum(len(p) for p in trace),
+                                   "conversations": args.conversations, "mix": "50% HTTP, 30% DNS, 20% TLS"},
+           "throughput": results, "python": platform.python_version(), "machine": platform.machine(),
+           "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    print(json.dumps(out["throughput"], indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
