@@ -3,7 +3,8 @@ gateway namespace, in one run, for
 
     (a) kernel   kernel forwarding only: no rules, nothing in userspace
     (b) nfq      a bare python-netfilterqueue accept loop, one process per queue
-    (c) gateway  `gateway run` with the clinic config, bypass off: every packet through a worker
+    (c) gateway  `gateway run` with the clinic config, bypass off: every packet through a worker and every
+                 stage `gateway run` builds (firewall, stream, app-layer; IDS when the signature set has rules)
     (d) bypass   `gateway run` with the clinic config, bypass on: flows past stream depth stay in the kernel
 
 Fairness between (b) and (c): the same netfilter rules, installed by gateway.inline.netfilter (the chain
@@ -412,8 +413,8 @@ def run(seconds: float = 5.0, streams: int = 4, queue_counts: tuple[int, ...] = 
         raise LabError(f"inline benchmark cannot run: {reason}")
     plan = [("a", "(a) kernel forwarding", None)]
     for q in queue_counts:
-        plan += [("b", f"(b) NetfilterQueue accept, {q}q", q), ("c", f"(c) gateway firewall, {q}q", q),
-                 ("d", f"(d) gateway bypass on, {q}q", q)]
+        plan += [("b", f"(b) NetfilterQueue accept, {q}q", q), ("c", f"(c) gateway, bypass off, {q}q", q),
+                 ("d", f"(d) gateway, bypass on, {q}q", q)]
     runs: dict[tuple[str, int | None], list[dict]] = {(c, q): [] for c, _, q in plan}
     with Lab(prefix) as lab:
         add_client_addresses(lab)
@@ -450,7 +451,8 @@ def run(seconds: float = 5.0, streams: int = 4, queue_counts: tuple[int, ...] = 
         "params": {"seconds": seconds, "streams": streams, "queues": list(queue_counts), "repeats": repeats,
                    "direction": "lan -> wan (iperf3 client in lan, server in wan)", "fail_open": False,
                    "offloads": "GRO/GSO/TSO off on every lab veth (gateway.lab)",
-                   "config": "config/gateway.toml with gateway.queues/bypass/fail_open overridden"},
+                   "config": "config/gateway.toml with gateway.queues/bypass/fail_open overridden",
+                   "gateway_stages": _gateway_stages()},
         "cases": cases,
         "ratios": ratios,
     }
@@ -477,6 +479,13 @@ def median_run(results: list[dict]) -> dict:
     med["runs"] = [{k: r.get(k) for k in ("goodput_mbps", "forwarded_pps", "queued_pps", "userspace_cpu_percent",
                                           "retransmits", "loadavg_1m", "error") if k in r} for r in results]
     return med
+
+
+def _gateway_stages() -> list[str]:
+    """The stages `gateway run` builds with the clinic config and the default signature set."""
+    from benchmarks.offline import _stages, clinic_config
+
+    return [st.name for st in _stages("all", clinic_config(False))]
 
 
 def compute_ratios(cases: list[dict]) -> dict:

@@ -483,7 +483,8 @@ def profile(name: str, count: int, max_seconds: float, out: Path | None) -> str:
     finish()
     parts.append(f"# pyinstrument call tree, offline config {name}, {n} packets (call overhead inflates it)\n"
                  + prof.output_text(unicode=False, color=False))
-    text = "\n".join(parts)
+    # No paths of the machine that ran it in a committed profile: make them repo-relative.
+    text = "\n".join(parts).replace(str(Path(__file__).resolve().parent.parent) + "/", "")
     if out:
         out.write_text(text)
     return text

@@ -2,6 +2,7 @@
 (a)-(d) with the (c)/(b) and (d)/(a) ratios annotated (right).
 
     python -m benchmarks.plot [--offline benchmarks/results/offline.json] [--inline ...] [--out .../bench.png]
+    python -m benchmarks.plot --markdown        # the tables benchmarks/README.md quotes
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ def plot(offline: dict | None, inline: dict | None, out: Path) -> Path:
     _offline_panel(ax1, offline)
     _inline_panel(ax2, inline)
     stamp = (offline or inline or {}).get("host", {})
-    fig.suptitle(f"clinic-gateway benchmarks - {stamp.get('cpu', '?')}, {stamp.get('cores', '?')} cores, "
-                 f"Python {stamp.get('python', '?')}", fontsize=12)
+    load = stamp.get("loadavg_before", ["?"])[0]
+    fig.suptitle(f"clinic-gateway benchmarks - {stamp.get('cpu', '?')}, {stamp.get('cores', '?')} cores "
+                 f"(shared: load average {load} at the start), Python {stamp.get('python', '?')}", fontsize=12)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -60,6 +62,12 @@ def _offline_panel(ax, offline: dict | None) -> None:
     ax.grid(axis="x", alpha=0.3)
 
 
+def _short(c: dict) -> str:
+    q = f"{c['queues']}q" if c.get("queues") else ""
+    return {"a": "(a) kernel\nforwarding", "b": f"(b) bare NFQ\naccept {q}", "c": f"(c) gateway\nbypass off {q}",
+            "d": f"(d) gateway\nbypass on {q}"}[c["case"]]
+
+
 def _inline_panel(ax, inline: dict | None) -> None:
     if not inline or not inline.get("cases"):
         reason = (inline or {}).get("skipped", "no inline results")
@@ -67,27 +75,24 @@ def _inline_panel(ax, inline: dict | None) -> None:
         ax.set_axis_off()
         return
     cases = [c for c in inline["cases"] if "error" not in c]
-    names = [c["label"].replace(" forwarding", "\nforwarding").replace(", ", "\n", 1) for c in cases]
     good = [c["goodput_mbps"] for c in cases]
-    x = range(len(cases))
     # Error bars: the spread of the interleaved rounds (the bar is the median round).
-    lo = [c["goodput_mbps"] - min(r["goodput_mbps"] for r in c.get("runs", [c]) if r.get("goodput_mbps") is not None)
-          for c in cases]
-    hi = [max(r["goodput_mbps"] for r in c.get("runs", [c]) if r.get("goodput_mbps") is not None) - c["goodput_mbps"]
-          for c in cases]
-    bars = ax.bar(list(x), good, color=[COLOURS[c["case"]] for c in cases], yerr=[lo, hi], capsize=3,
-                  ecolor="#333333")
-    ax.set_xticks(list(x), names, fontsize=8)
+    spread = [[r["goodput_mbps"] for r in c.get("runs", [c]) if r.get("goodput_mbps") is not None] or [g]
+              for c, g in zip(cases, good, strict=True)]
+    lo = [g - min(s) for g, s in zip(good, spread, strict=True)]
+    hi = [max(s) - g for g, s in zip(good, spread, strict=True)]
+    x = range(len(cases))
+    ax.bar(list(x), good, color=[COLOURS[c["case"]] for c in cases], yerr=[lo, hi], capsize=3, ecolor="#333333")
+    ax.set_xticks(list(x), [_short(c) for c in cases], fontsize=8)
     ax.set_ylabel("iperf3 goodput, Mbit/s")
     p = inline["params"]
-    ax.set_title(f"Inline (netns lab): iperf3 -P {p['streams']} -t {p['seconds']:g}, lan -> wan, fail-open off, "
-                 f"median of {p.get('repeats', 1)} rounds", fontsize=10)
-    top = max(good) if good else 1
-    for bar, c in zip(bars, cases, strict=True):
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + top * 0.03,
-                f"{c['goodput_mbps']:.0f}\n{c['forwarded_pps'] / 1000:.0f}k pkt/s", ha="center", va="bottom",
-                fontsize=8)
-    ax.set_ylim(0, top * 1.35)
+    ax.set_title(f"Inline (netns lab): {p['streams']} TCP streams lan -> wan, {p['seconds']:g} s, fail-open off\n"
+                 f"bars: median of {p.get('repeats', 1)} interleaved rounds, whiskers: min-max", fontsize=10)
+    top = max(g + h for g, h in zip(good, hi, strict=True)) if good else 1
+    for i, c in enumerate(cases):
+        ax.text(i, good[i] + hi[i] + top * 0.015, f"{c['goodput_mbps']:.0f}\n{c['forwarded_pps'] / 1000:.0f}k pkt/s",
+                ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, top * 1.45)
     lines = []
     for key, r in inline.get("ratios", {}).items():
         which, q = key.rsplit("_", 1)
@@ -99,6 +104,43 @@ def _inline_panel(ax, inline: dict | None) -> None:
         ax.text(0.99, 0.98, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=8.5,
                 family="monospace", bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9})
     ax.grid(axis="y", alpha=0.3)
+
+
+def markdown(offline: dict | None, inline: dict | None) -> str:
+    """The README's tables of the last run."""
+    out = []
+    if offline:
+        h = offline["host"]
+        out += [(f"Offline, `{offline.get('command', '')}` ({offline['timestamp']}, {h['cpu']}, {h['cores']} cores, "
+                 f"load average {h['loadavg_before'][0]} at the start):"), "",
+                "| configuration | pkt/s per core (CPU time) | Mbit/s per core | us/packet | pkt/s wall |",
+                "|---|---:|---:|---:|---:|"]
+        for r in offline["results"]:
+            per_core = r.get("pps_cpu") or r["pps"]
+            out.append(f"| {r['label']} | {per_core:,} | {r.get('mbps_cpu') or r['mbps']:,.0f} | "
+                       f"{1e6 / per_core:.1f} | {r['pps']:,} |")
+        out.append("")
+    if inline and inline.get("cases"):
+        p = inline["params"]
+        out += [(f"Inline, `{inline.get('command', '')}` ({inline['timestamp']}; {p['streams']} TCP streams, "
+                 f"{p['seconds']:g} s per run, median of {p.get('repeats', 1)} interleaved rounds):"), "",
+                ("| case | queues | goodput Mbit/s (min-max) | forwarded pkt/s | via userspace pkt/s | "
+                 "userspace CPU % | retransmits |"), "|---|---:|---:|---:|---:|---:|---:|"]
+        for c in inline["cases"]:
+            if "error" in c:
+                out.append(f"| {c['label']} | {c.get('queues') or '-'} | error: {c['error']} | | | | |")
+                continue
+            g = [r["goodput_mbps"] for r in c.get("runs", [c]) if r.get("goodput_mbps") is not None]
+            out.append(f"| {c['label']} | {c.get('queues') or '-'} | {c['goodput_mbps']:,.0f} "
+                       f"({min(g):,.0f}-{max(g):,.0f}) | {c['forwarded_pps']:,} | "
+                       f"{c.get('queued_pps', 0):,} | {c.get('userspace_cpu_percent', '-')} | {c.get('retransmits')} |")
+        out += ["", "| ratio | goodput | forwarded pkt/s | target |", "|---|---:|---:|---:|"]
+        for key, r in inline.get("ratios", {}).items():
+            which, q = key.rsplit("_", 1)
+            name = "(c)/(b)" if which == "c_over_b" else "(d)/(a)"
+            out.append(f"| {name}, {q} | {r['goodput']:.2f} | {r['pps']:.2f} | >= {r['target']} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def _load(path: Path) -> dict | None:
@@ -113,8 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--offline", type=Path, default=RESULTS / "offline.json")
     ap.add_argument("--inline", type=Path, default=RESULTS / "inline.json")
     ap.add_argument("--out", type=Path, default=RESULTS / "bench.png")
+    ap.add_argument("--markdown", action="store_true", help="print the README tables instead of plotting")
     args = ap.parse_args(argv)
     off, inl = _load(args.offline), _load(args.inline)
+    if args.markdown:
+        print(markdown(off, inl))
+        return 0
     if off is None and inl is None:
         print(f"benchmarks.plot: neither {args.offline} nor {args.inline} is readable JSON", file=sys.stderr)
         return 1
