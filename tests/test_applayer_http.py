@@ -485,3 +485,15 @@ def test_header_block_fast_path_equals_line_by_line(lines, eol, response):
                 == _feed_split(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n", msg, [], []))
     else:
         assert _feed_split(msg, b"", cuts, []) == _feed_split(msg, b"", [], [])
+
+
+def test_multipart_upload_parts_are_files():
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"scan.pdf\"\r\n"
+            b"Content-Type: application/pdf\r\n\r\n%PDF-1.4 data\r\n"
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"g\"; filename=\"b.txt\"\r\n\r\nsecond\r\n--XyZ--\r\n")
+    req = (b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
+           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    _, ev = exchange(req, close=False)
+    assert [(e.info, e.data) for e in ev if e.kind == "file"] == [("scan.pdf", b"%PDF-1.4 data"), ("b.txt", b"second")]
+    assert first_tx(ev).buffer("http.request_body") == body

@@ -32,6 +32,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
+from . import multipart
 from .common import AppEvent
 from .decompress import BodyDecoder, parse_content_encoding
 from .uri import normalize_host, normalize_uri, split_uri
@@ -131,9 +132,26 @@ _FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"content
 _DOUBLE_ENCODED_RE = re.compile(rb"%25(?:[0-9a-fA-F]{2}|[uU][0-9a-fA-F]{4})")
 
 
+def _split_request_line(text: bytes) -> tuple[bytes, bytes, bytes]:
+    """(method, uri, protocol). The URI may contain spaces (libhtp): the protocol is the last word,
+    and only if it starts with "HTTP"; otherwise it is b"" and everything after the method is URI."""
+    stripped = text.lstrip(b" \t")
+    sp = 0
+    n = len(stripped)
+    while sp < n and stripped[sp] not in b" \t\r\x0b\x0c":
+        sp += 1
+    method = stripped[:sp]
+    rest = stripped[sp:].strip(b" \t\r\x0b\x0c")
+    cut = max(rest.rfind(b" "), rest.rfind(b"\t"))
+    if cut != -1 and rest[cut + 1:].upper().startswith(b"HTTP"):
+        return method, rest[:cut].rstrip(b" \t"), rest[cut + 1:]
+    if cut == -1 and rest.upper().startswith(b"HTTP/"):
+        return method, b"", rest
+    return method, rest, b""
+
+
 def _has_protocol(line: bytes) -> bool:
-    words = line.split()
-    return len(words) >= 3 or (len(words) == 2 and words[1].upper().startswith(b"HTTP/"))
+    return bool(_split_request_line(_chomp(line))[2])
 
 
 def _is_status_line(line: bytes) -> bool:
@@ -154,6 +172,7 @@ class HttpTransaction:
         "request_body_len",
         "request_codings",
         "request_complete",
+        "request_files",
         "request_header_raw",
         "request_headers",
         "request_line",
@@ -209,6 +228,7 @@ class HttpTransaction:
         self.request_codings: list[str] = []
         self.response_codings: list[str] = []
         self.repeated: set[tuple[bool, bytes]] = set()
+        self.request_files: list[tuple[bytes, bytes]] = []   # multipart uploads: (filename, content)
 
     # ------------------------------------------------------------------ header access
     def request_header(self, name: bytes) -> bytes | None:
@@ -639,29 +659,13 @@ class HttpParser:
         d.tx = tx
         text = _chomp(line)
         tx.request_line = text
-        stripped = text.lstrip(b" \t")
-        if len(stripped) != len(text):
+        if text[:1] in (b" ", b"\t"):
             self._anomaly(tx, "request_line_leading_whitespace", True)
-        sp = 0
-        n = len(stripped)
-        while sp < n and stripped[sp] not in b" \t\r\x0b\x0c":
-            sp += 1
-        tx.method = stripped[:sp]
+        tx.method, tx.uri_raw, tx.request_protocol = _split_request_line(text)
         if not tx.method or any(c not in _TOKEN_CHARS for c in tx.method):
             self._anomaly(tx, "request_method_invalid", True)
-        rest = stripped[sp:].strip(b" \t\r\x0b\x0c")
-        # The URI may contain spaces (libhtp): the protocol is the last word, if it looks like one.
-        cut = max(rest.rfind(b" "), rest.rfind(b"\t"))
-        if cut != -1 and rest[cut + 1:].upper().startswith(b"HTTP"):
-            tx.uri_raw = rest[:cut].rstrip(b" \t")
-            tx.request_protocol = rest[cut + 1:]
-        elif rest.upper().startswith(b"HTTP/") and cut == -1:
-            tx.uri_raw = b""
-            tx.request_protocol = rest
+        if not tx.uri_raw and tx.request_protocol:
             self._anomaly(tx, "request_uri_missing", True)
-        else:
-            tx.uri_raw = rest
-            tx.request_protocol = b""
         if b" " in tx.uri_raw or b"\t" in tx.uri_raw:
             self._anomaly(tx, "uri_contains_whitespace", True)
         if b"%25" in tx.uri_raw and _DOUBLE_ENCODED_RE.search(tx.uri_raw):
@@ -1126,9 +1130,20 @@ class HttpParser:
 
     def _file_event(self, d: _Direction, tx: HttpTransaction) -> None:
         body = tx.request_body if d.to_server else tx.response_body
-        if body:
-            name = tx.file_name(d.to_server).decode("utf-8", "replace")
-            self._emit("file", tx, d.to_server, bytes(body[:self.limits.file_limit]), name)
+        if not body:
+            return
+        if d.to_server:
+            boundary = multipart.boundary_of(tx.request_header(b"content-type"))
+            if boundary is not None:
+                # A form upload: each part with a filename is a file of its own (as Suricata logs).
+                parts = multipart.files(bytes(body), boundary)
+                tx.request_files = parts
+                for fname, content in parts:
+                    self._emit("file", tx, True, content[:self.limits.file_limit],
+                               fname.decode("utf-8", "replace"))
+                return
+        name = tx.file_name(d.to_server).decode("utf-8", "replace")
+        self._emit("file", tx, d.to_server, bytes(body[:self.limits.file_limit]), name)
 
     def _request_done(self, d: _Direction) -> None:
         tx = d.tx
