@@ -94,6 +94,8 @@ def parse_packet(buf, n: int, _attr=_ATTR.unpack_from, _be32=_BE32.unpack_from, 
     10 PAYLOAD (always the kernel's last attribute)."""
     if n < 20:
         return None
+    if not isinstance(buf, memoryview):
+        buf = memoryview(buf)          # the worker passes one already: a slice of it copies once
     mlen, mtype, _, _, _ = _hdr(buf, 0)
     if mtype != NFQNL_MSG_PACKET:
         if mtype == NLMSG_ERROR:
@@ -111,7 +113,7 @@ def parse_packet(buf, n: int, _attr=_ATTR.unpack_from, _be32=_BE32.unpack_from, 
             break
         atype &= 0x3FFF
         if atype == 10:
-            payload = bytes(buf[off + 4:off + alen])
+            payload = buf[off + 4:min(off + alen, end)].tobytes()   # never past what was received
             break
         if atype <= 6:
             v = _be32(buf, off + 4)[0]
@@ -157,6 +159,7 @@ class NfQueue:
             self.sock.close()
             raise
         self.buf = bytearray(copy_range + 4096)
+        self.view = memoryview(self.buf)
         self.errors = 0           # error replies from the kernel (e.g. a verdict for an unknown id)
         self.last_error = ""
 
@@ -186,6 +189,7 @@ class NfQueue:
         out = []
         recv_into = self.sock.recv_into
         buf = self.buf
+        view = self.view
         for _ in range(self.burst):
             try:
                 n = recv_into(buf)
@@ -196,7 +200,7 @@ class NfQueue:
                     continue
                 raise
             try:
-                pkt = parse_packet(buf, n)
+                pkt = parse_packet(view, n)
             except NfQueueError as e:
                 self.errors += 1
                 self.last_error = str(e)
