@@ -179,8 +179,13 @@ def test_transforms_key_their_own_list():
     ml = r.buffer("dns.query", ("dotprefix",))
     assert ml is not None and ml.matches[0].endswith
     assert r.buffer("dns.query").matches[0].pattern == b"x"
-    assert "directly follow" in reject('dns.query; content:"a"; dotprefix; content:"b";',
-                                       "alert dns any any -> any any")
+    # a transform after matches moves what follows to the transformed buffer (Suricata 5, ET sid 2044076)
+    r = rule('dns.query; content:"rs-"; startswith; dotprefix; content:".rustdesk.com"; endswith;',
+             "alert dns any any -> any any")
+    assert r.buffer("dns.query").matches[0].pattern == b"rs-"
+    assert r.buffer("dns.query", ("dotprefix",)).matches[0].pattern == b".rustdesk.com"
+    assert "must follow a sticky buffer" in reject('content:"a"; dotprefix; content:"b";')
+    assert "given twice" in reject('dns.query; dotprefix; dotprefix; content:"b";', "alert dns any any -> any any")
 
 
 @pytest.mark.parametrize("opts, header, reason", [

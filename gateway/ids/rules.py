@@ -89,7 +89,6 @@ class _Builder:
         self.lists: dict[str, MatchList] = {}
         self.sticky: MatchList | None = None      # the current sticky buffer (may not be registered yet)
         self.sticky_used = True                   # has a match followed the last sticky keyword?
-        self.transform_ok = False
         self.last_cm: ContentMatch | None = None
         self.last_cm_list: MatchList | None = None
         self.last_match = None                    # the last match of any kind, and its list
@@ -133,7 +132,6 @@ class _Builder:
             self.sticky = None
         else:
             self.sticky = MatchList(buffer)     # registered on its first match (transforms may follow)
-            self.transform_ok = True
             self.sticky_used = False
 
     def _check_sticky_used(self) -> None:
@@ -141,8 +139,13 @@ class _Builder:
             raise RuleError(f"sticky buffer {self.sticky.buffer} has no match after it")
 
     def add_transform(self, name: str) -> None:
-        if self.sticky is None or not self.transform_ok:
-            raise RuleError(f"{name}: transforms must directly follow a sticky buffer")
+        if self.sticky is None:
+            raise RuleError(f"{name}: transforms must follow a sticky buffer")
+        if self.sticky_used:
+            # Suricata 5 (DetectBufferGetActiveList): a transform after matches switches what follows to
+            # the transformed buffer; the matches before it stay on the plain one
+            self.sticky = MatchList(self.sticky.buffer, self.sticky.transforms)
+            self.sticky_used = False
         if name in self.sticky.transforms:
             raise RuleError(f"{name}: given twice for one buffer")
         self.sticky.transforms += (name,)
@@ -167,7 +170,6 @@ class _Builder:
                 isinstance(m, (ContentMatch, PcreMatch)) for m in target.matches):
             raise RuleError("pcre: /R (relative) needs a preceding content or pcre in the same buffer")
         target.matches.append(match)
-        self.transform_ok = False
         self.last_match, self.last_match_list = match, target
         if isinstance(match, ContentMatch):
             self.last_cm, self.last_cm_list = match, target
