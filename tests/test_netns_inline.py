@@ -205,6 +205,9 @@ def test_fail_open_passes_traffic_while_the_worker_is_stuck(lab):
     finally:
         os.kill(worker, signal.SIGCONT)
     assert replies == 0, replies
+    # ... and the kernel's count of those drops reaches the metrics.
+    dropped, text = _scrape(gw, "gateway_queue_dropped_total", queue="0", reason="queue_full")
+    assert dropped >= 2, text
     assert gw.stop() == 0
 
 
