@@ -87,6 +87,14 @@ def test_empty_groups_and_home_net_any():
         Variables({"HOME_NET": "[10.0.0.0/8"}).validate()
 
 
+def test_from_pairs_tells_ports_from_addresses():
+    v = Variables.from_pairs([("RDP_PORT", "3389"), ("MAIL_SERVICE", "[25,465,587]"), ("PACS", "10.20.0.5"),
+                              ("LAB", "any")])
+    assert v.port("$RDP_PORT").contains(3389) and v.port("$MAIL_SERVICE").contains(465)
+    assert v.address("$PACS").contains(packed("10.20.0.5"))
+    assert v.port("$LAB").is_any and v.address("$LAB").is_any
+
+
 def test_variable_loop_is_an_error():
     v = Variables({"A": "$B", "B": "[$A,1.1.1.1]"})
     with pytest.raises(VarError, match="nested too deep"):

@@ -56,6 +56,7 @@ _MAX_ITEMS = 4096        # items in one expanded group
 _MAX_CACHED = 65536      # parsed groups kept per Variables (identical header texts are very common)
 
 
+_PORT_SYNTAX = re.compile(r"[\s\d:,\[\]!]+\Z")
 _OCTET = r"(0|[1-9]\d{0,2})"
 _DOTTED_V4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?:/(\d{{1,2}}))?\Z")
 
@@ -193,12 +194,16 @@ class Variables:
 
     @classmethod
     def from_pairs(cls, pairs) -> Variables:
-        """From (name, value) pairs like Config.vars: a name ending in _PORTS (or already a port
-        variable) is a port variable, everything else an address variable."""
+        """From (name, value) pairs like Config.vars, which (unlike suricata.yaml) does not separate
+        address and port groups: a Suricata port variable name, a name ending in _PORT(S), or a value
+        made only of port syntax (digits : , [ ] !) is a port variable; "any" is both; the rest are
+        address variables."""
         addr, port = {}, {}
         for name, value in pairs:
             name = name.lstrip("$")
-            if name.endswith("_PORTS") or name in DEFAULT_PORT_VARS:
+            if value.strip() == "any":
+                addr[name] = port[name] = value
+            elif name in DEFAULT_PORT_VARS or name.endswith(("_PORTS", "_PORT")) or _PORT_SYNTAX.match(value):
                 port[name] = value
             else:
                 addr[name] = value
