@@ -16,6 +16,7 @@ _TOKEN_RE = re.compile(rb"[a-z0-9\-]+")
 _KNOWN = {b"gzip": "gzip", b"x-gzip": "gzip", b"deflate": "deflate", b"x-deflate": "deflate",
           b"lzma": "lzma"}
 _SNIFF = 10            # bytes needed to tell gzip / zlib / raw deflate apart
+_BLOCK = 1024          # decoder input block (fixed offsets make errors split-independent)
 _LZMA_MEMLIMIT = 16 << 20
 
 
@@ -66,7 +67,7 @@ def _looks_zlib(head: bytes) -> bool:
 
 
 class _Layer:
-    __slots__ = ("dec", "eof", "failed", "kind", "limit", "lzma_ok", "mode", "pending", "produced")
+    __slots__ = ("dec", "eof", "failed", "inbuf", "kind", "limit", "lzma_ok", "mode", "pending", "produced")
 
     def __init__(self, kind: str, limit: int, lzma_ok: bool):
         self.kind = kind
@@ -78,6 +79,7 @@ class _Layer:
         self.produced = 0
         self.failed = ""
         self.eof = False
+        self.inbuf = bytearray()     # input not yet given to the decoder (less than one block)
 
     def _start(self) -> bool:
         """Pick the decoder from the first bytes. False: need more bytes (a long gzip header)."""
@@ -126,32 +128,53 @@ class _Layer:
             if self.mode == "pass":
                 data, self.pending = bytes(self.pending), bytearray()
                 return self._cap(data)
-            data = bytes(self.pending)
-            if not self.produced:
-                pass   # keep pending for a possible passthrough
+            data = bytes(self.pending)          # pending is kept for a possible passthrough
+            del self.pending[self.limit:]
         elif not self.produced and len(self.pending) < self.limit:
             self.pending += data[:self.limit - len(self.pending)]   # bounded, like the output
+        self.inbuf += data
+        out = bytearray()
+        # The decoder is fed fixed blocks at fixed input offsets, whatever the arrival pattern: a
+        # corrupt stream then fails at the same point and yields the same output for any split.
+        while self.mode == "run":
+            n = len(self.inbuf)
+            if n >= _BLOCK:
+                block = bytes(self.inbuf[:_BLOCK])
+                del self.inbuf[:_BLOCK]
+                last = final and n == _BLOCK
+            elif final:
+                block = bytes(self.inbuf)
+                self.inbuf = bytearray()
+                last = True
+            else:
+                break
+            out += self._decode(block, last)
+            if last:
+                break
+        if self.mode != "run":
+            self.inbuf = bytearray()
+        return bytes(out)
+
+    def _decode(self, block: bytes, last: bool) -> bytes:
         room = self.limit - self.produced
-        if room <= 0:
-            self.mode = "stop"
+        if room <= 0 or self.eof:
+            if room <= 0:
+                self.mode = "stop"
             return b""
         try:
-            if self.eof:
-                return b""
-            out = self.dec.decompress(data, room) if data else b""
+            out = self.dec.decompress(block, room) if block else b""
             self.eof = self.dec.eof
-            if (final and not self.eof and not isinstance(self.dec, lzma.LZMADecompressor)
+            if (last and not self.eof and not isinstance(self.dec, lzma.LZMADecompressor)
                     and not self.dec.unconsumed_tail and len(out) < room):
                 out += self.dec.flush()[:room - len(out)]   # only buffered bytes: no tail left
         except (zlib.error, lzma.LZMAError, EOFError, MemoryError) as e:
+            self.failed = f"{self.kind}: {e}"
             if not self.produced:
                 # Nothing decoded yet: the header lied, inspect the body as it is.
                 self.mode = "pass"
-                self.failed = f"{self.kind}: {e}"
                 raw, self.pending = bytes(self.pending), bytearray()
                 return self._cap(raw)
             self.mode = "stop"
-            self.failed = f"{self.kind}: {e}"
             return b""
         if out:
             if not self.produced:
