@@ -491,3 +491,20 @@ def test_every_app_layer_buffer_has_a_producer():
             assert name in tls_buffers, name
         else:
             assert name == "pkt_data", name
+
+
+@pytest.mark.parametrize("pcre, yes, no", [
+    (r"/abc\Z/", [b"xabc", b"xabc\n"], [b"xabc\nq"]),          # PCRE \Z: end or before a final newline
+    (r"/abc\z/", [b"xabc"], [b"xabc\n"]),                       # PCRE \z: the very end
+    (r"/^[[:xdigit:]]{4}$/", [b"0aF9"], [b"0aG9", b"[:x]"]),    # POSIX class, not a set of characters
+    (r"/[^[:alpha:][:space:]]/", [b"ab1"], [b"ab c"]),
+    (r"/(?<v>\x4)/", [b"\x04"], [b"x4"]),                       # named group, one-digit \x
+    (r"/a\\z/", [b"a\\z"], [b"a"]),                             # an escaped backslash stays one
+])
+def test_pcre_spellings_keep_pcre_meaning(pcre, yes, no):
+    regex = rule(f'pcre:"{pcre}";').buffer("pkt_data").matches[0].regex
+    assert all(regex.search(y) for y in yes) and not any(regex.search(n) for n in no)
+
+
+def test_unsupported_posix_class_is_rejected():
+    assert "POSIX class" in reject('pcre:"/[[:^alpha:]]/";')

@@ -413,17 +413,38 @@ _PCRE_CACHE: dict[tuple[str, int], object] = {}      # identical regexes (common
 _PCRE_CACHE_MAX = 65536
 
 
-# PCRE spellings Python's re lacks, rewritten to the equivalent re syntax.
-_PCRE_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?=[A-Za-z_])")
-_PCRE_SHORT_HEX = re.compile(r"(?<!\\)\\x([0-9A-Fa-f])(?![0-9A-Fa-f])")
+# PCRE spellings that Python's re lacks or reads differently, rewritten to the equivalent re syntax.
+# One scanner so that an escaped backslash is never mistaken for the start of an escape.
+_PCRE_TOKEN = re.compile(r"\\(?:x[0-9A-Fa-f]{1,2}|.)|\(\?<(?=[A-Za-z_])|\[:\^?[a-z]+:\]", re.DOTALL)
+_POSIX_CLASSES = {
+    "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
+    "xdigit": "0-9A-Fa-f", "space": "\\s", "blank": " \\t", "word": "\\w", "print": "\\x20-\\x7e",
+    "graph": "\\x21-\\x7e", "cntrl": "\\x00-\\x1f\\x7f", "punct": "!-/:-@\\[-`{-~", "ascii": "\\x00-\\x7f",
+}
+
+
+def _pcre_token(m: re.Match) -> str:
+    t = m.group()
+    if t[0] == "\\":
+        if t == "\\z":
+            return "\\Z"                  # PCRE \z: the very end = re's \Z
+        if t == "\\Z":
+            return "(?=\\n?\\Z)"            # PCRE \Z: the end or before a final newline
+        if t[1] == "x" and len(t) == 3:
+            return "\\x0" + t[2]          # PCRE \xH (one digit)
+        return t
+    if t == "(?<":
+        return "(?P<"                     # named group
+    name = t[2:-2]                        # [:alpha:] inside a class; re would read it as a set of chars
+    if name not in _POSIX_CLASSES:
+        raise RuleError(f"pcre: POSIX class [:{name}:] not supported")
+    return _POSIX_CLASSES[name]
 
 
 def pcre_to_re(source: str) -> str:
-    if "(?<" in source:
-        source = _PCRE_NAMED_GROUP.sub("(?P<", source)
-    if "\\x" in source:
-        source = _PCRE_SHORT_HEX.sub(r"\\x0\1", source)
-    return source
+    if "\\" not in source and "(?<" not in source and "[:" not in source:
+        return source
+    return _PCRE_TOKEN.sub(_pcre_token, source)
 
 
 def compile_pcre(source: str, flags: int):
