@@ -14,7 +14,9 @@ content modifiers (`content:"x"; http_uri;`) and sticky buffers (`http.uri; cont
 lists. All matches of a list must hold (AND), evaluated left to right with Suricata's cursor: content, pcre,
 byte_jump and byte_extract move the cursor to the end of their match / the bytes they read; a match with `relative` (content: `distance` or
 `within` set) is anchored at the cursor (the buffer start when nothing matched before it in that list); a
-relative pcre runs on buffer[cursor:] so `^` anchors at the cursor, as in Suricata. A negated content/pcre
+relative pcre runs on buffer[cursor:] so `^` anchors at the cursor, as in Suricata. PcreMatch.regex is a
+compiled Python `re` bytes pattern (flags i/s/m/x applied; PCRE-only spellings rewritten by
+keywords.pcre_to_re; what re cannot express was rejected); re has no match limit, so bound the buffer. A negated content/pcre
 holds when its pattern is absent from its window and does not move the cursor. Numeric fields typed `Value`
 are an int or the name of a variable set by a ByteExtract earlier in the rule. `startswith` is already turned
 into offset 0/depth len(pattern); `endswith` anchors the match end at the buffer end. ByteTest.nbytes 0 (only
