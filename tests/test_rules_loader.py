@@ -51,6 +51,12 @@ def test_file_loading_comments_continuations_duplicates(tmp_path):
                             "unsupported keyword: frobnicate": 1}
 
 
+def test_a_single_path_is_one_file(tmp_path):
+    f = write(tmp_path, "one.rules", GOOD.format(n=9) + "\n")
+    assert [r.sid for r in load_rules(f).rules] == [9]
+    assert [r.sid for r in load_rules(str(f)).rules] == [9]
+
+
 def test_duplicates_across_files(tmp_path):
     a = write(tmp_path, "a.rules", GOOD.format(n=7) + "\n")
     b = write(tmp_path, "b.rules", GOOD.format(n=7) + "\n")

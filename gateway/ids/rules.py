@@ -417,6 +417,8 @@ def load_rules(paths, variables: Variables | None = None,
     """Load rule files. Bad rules become RuleSet.rejected entries; a duplicate (gid, sid) rejects the later
     rule. Raises RuleFileError for a file that cannot be read. `classifications` is a dict, a path to a
     classification.config, or None for the gateway's signatures/classification.config."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]                   # one file, not the characters of its name
     if variables is None:
         variables = _default_variables()
     if not isinstance(classifications, dict):
