@@ -7,6 +7,7 @@ reasons (reason -> count, most frequent first) and rejected_rules (file, line, s
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -42,9 +43,17 @@ def main(args) -> int:
         print(f"gateway: {e}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
+    try:
+        _report(ruleset, seconds, args.json)
+    except BrokenPipeError:               # `gateway rules check ... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _report(ruleset, seconds: float, as_json: bool) -> None:
     loaded, rejected = len(ruleset.rules), len(ruleset.rejected)
     total = loaded + rejected
-    if args.json:
+    if as_json:
         print(json.dumps({
             "loaded": loaded,
             "rejected": rejected,
@@ -56,7 +65,7 @@ def main(args) -> int:
             "rejected_rules": [{"file": r.file, "line": r.line, "sid": r.sid, "reason": r.reason,
                                 "detail": r.detail} for r in ruleset.rejected],
         }, indent=2))
-        return 0
+        return
     for r in ruleset.rejected:
         sid = f"sid {r.sid}" if r.sid is not None else "no sid"
         print(f"{r.file}:{r.line}: {sid}: {r.reason}{' (' + r.detail + ')' if r.detail else ''}")
@@ -68,4 +77,3 @@ def main(args) -> int:
         print("rejections by reason:")
         for reason, count in reasons.items():
             print(f"  {count:6d}  {reason}")
-    return 0
