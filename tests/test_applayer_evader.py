@@ -73,3 +73,38 @@ def test_layer_limit_two_still_reads_single_layer_bodies():
     parser = HttpParser(HttpLimits(decompress_layer_limit=2))
     events = parser.feed(client, True) + parser.feed(server, False) + parser.eof(False)
     assert any(EICAR in d for _, d in files(events))
+
+
+def test_mutated_evader_cases_are_split_invariant():
+    # Differential fuzzing with a fixed seed: corrupt the captured exchanges (broken chunking,
+    # broken compression, stray CR/LF...) and compare whole-stream parsing with tiny segments.
+    rnd = random.Random(20260101)
+    streams = [tcp_streams(DATA / "http-evader" / name)[0] for name in CASES[::3]]
+    inserts = [b"\r", b"\n", b"\r\n", b" ", b":", b"0", b"\x00", b"chunked", b"\t", b"\r\r\n", b" \n"]
+
+    def mutate(data: bytes) -> bytes:
+        b = bytearray(data)
+        for _ in range(rnd.randint(1, 6)):
+            i = rnd.randrange(len(b))
+            op = rnd.randrange(3)
+            if op == 0:
+                b[i] = rnd.randrange(256)
+            elif op == 1:
+                del b[i:i + rnd.randint(1, 10)]
+            else:
+                b[i:i] = rnd.choice(inserts)
+        return bytes(b)
+
+    def summary(events):
+        out, bodies = [], {}
+        for e in events:
+            if e.kind.endswith("_body"):
+                bodies.setdefault((e.tx.tx_id if e.tx else None, e.kind), bytearray()).extend(e.data)
+            else:
+                out.append((e.kind, e.to_server, e.info, e.data, e.tx.tx_id if e.tx else None))
+        return out, bodies
+
+    for _ in range(400):
+        client, server = rnd.choice(streams)
+        client, server = mutate(client), mutate(server)
+        assert summary(run(client, server, random.Random(rnd.random()))) == summary(run(client, server))
