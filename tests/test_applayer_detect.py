@@ -18,6 +18,7 @@ def test_http_by_content_on_any_port():
     assert detect(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", dport=443) == "http"
     assert detect(b"POST /x HTTP/1.0\r\n", dport=12345) == "http"
     assert detect(b"", b"HTTP/1.1 200 OK\r\n", sport=2000) == "http"
+    assert detect(b"\r\n\r\nGET / HTTP/1.1\r\n") == "http"
 
 
 def test_tls_by_content_on_any_port():

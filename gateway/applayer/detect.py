@@ -44,6 +44,7 @@ def _tls(data: bytes) -> bool | None:
 
 
 def _http_request(data: bytes) -> bool | None:
+    data = data[:64].lstrip(b"\r\n")      # blank lines before a request are tolerated (libhtp)
     if not data:
         return None
     if data.startswith(_METHOD_PREFIXES):
