@@ -128,6 +128,7 @@ _EVENT_NAMES = {
     "unknown_content_encoding": _both("abnormal_ce_header"),
 }
 _AUTH_SCHEMES = (b"basic", b"digest", b"bearer")
+_NAME_END_ODD = frozenset(b" \t\r\n\x0b\x0c")   # a header name ending like this is an anomaly
 _FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"content-encoding", b"host"))
 _DOUBLE_ENCODED_RE = re.compile(rb"%25(?:[0-9a-fA-F]{2}|[uU][0-9a-fA-F]{4})")
 
@@ -775,7 +776,20 @@ class HttpParser:
         raw += b"\r\n\r\n"
         d.pos = end + 4
         header_line = self._header_line
+        headers = tx.request_headers if d.to_server else tx.response_headers
+        budget = lim.max_header_bytes
         for text in lines:
+            # Inline common case: "Name: value", a new name, nothing odd; the rest goes the long way.
+            colon = text.find(b":")
+            if colon > 0:
+                name = text[:colon]
+                key = name.lower()
+                if (key not in headers and name[-1] not in _NAME_END_ODD and b"\x00" not in name
+                        and d.header_bytes + len(text) <= budget):
+                    d.nheaders += 1
+                    d.header_bytes += len(text)
+                    headers[key] = [name, text[colon + 1:].strip(b" \t")]
+                    continue
             header_line(d, text)
         self._headers_done(d)
         return True
