@@ -247,6 +247,17 @@ def test_headers_cut_by_close_are_still_inspected():
     assert "headers_truncated_at_close" in anomalies(ev) and tx.response_complete
 
 
+def test_data_after_a_request_that_is_no_request_line_is_its_body():
+    # suricata-verify http-request-invalid: a POST without Content-Length followed by form data.
+    req = (b"POST /index.html HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n"
+           b"login=foo&password=bar3\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+    _, ev = exchange(req, close=False)
+    txs = [e.tx for e in ev if e.kind == "request_headers"]
+    assert [t.uri for t in txs] == [b"/index.html", b"/next"]
+    assert txs[0].buffer("http.request_body") == b"login=foo&password=bar3\r\n"
+    assert "request_body_unexpected" in txs[0].anomalies
+
+
 def test_response_without_request_is_kept_as_orphan_tx():
     p = HttpParser()
     ev = p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", False)

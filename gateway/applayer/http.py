@@ -128,6 +128,13 @@ _EVENT_NAMES = {
     "unknown_content_encoding": _both("abnormal_ce_header"),
 }
 _AUTH_SCHEMES = (b"basic", b"digest", b"bearer")
+# libhtp's method table: a line after a request that starts with anything else is body.
+_KNOWN_METHODS = frozenset((
+    b"GET", b"PUT", b"POST", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH", b"PROPFIND",
+    b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"VERSION-CONTROL", b"CHECKOUT",
+    b"UNCHECKOUT", b"CHECKIN", b"UPDATE", b"LABEL", b"REPORT", b"MKWORKSPACE", b"MKACTIVITY",
+    b"BASELINE-CONTROL", b"MERGE", b"INVALID", b"HEAD",
+))
 _NAME_END_ODD = frozenset(b" \t\r\n\x0b\x0c")   # a header name ending like this is an anomaly
 _FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"content-encoding", b"host"))
 _DOUBLE_ENCODED_RE = re.compile(rb"%25(?:[0-9a-fA-F]{2}|[uU][0-9a-fA-F]{4})")
@@ -423,6 +430,7 @@ class HttpParser:
         self.transactions: list[HttpTransaction] = []   # not yet completed, in request order
         self.next_tx_id = 0
         self.anomaly_count = 0
+        self.last_request: HttpTransaction | None = None   # data that is no request line is its body
         self._events: list[AppEvent] = []
 
     # ------------------------------------------------------------------ public API
@@ -623,6 +631,17 @@ class HttpParser:
         if not line.strip(_WS_CTL + b"\x00"):
             return True          # blank lines between messages are ignored (as libhtp and browsers do)
         if d.to_server:
+            prev = self.last_request
+            if prev is not None:
+                word = line.lstrip(b" \t\x0b\x0c").split(None, 1)[:1]
+                if word and word[0] not in _KNOWN_METHODS:
+                    # libhtp: a line after a request that does not start with a method is more of
+                    # that request's body ("Unexpected request body"), not a new request.
+                    if "request_body_unexpected" not in prev.anomalies:
+                        self._anomaly(prev, "request_body_unexpected", True)
+                    prev.request_body_len += len(line)
+                    self._store_body(d, prev, line)
+                    return True
             # "GET /" alone is HTTP/0.9 only if no header line follows (libhtp); wait for the next
             # line to tell.
             if (not at_eof and not _has_protocol(line) and d.buf.find(b"\n", d.pos) == -1
@@ -1162,6 +1181,7 @@ class HttpParser:
     def _request_done(self, d: _Direction) -> None:
         tx = d.tx
         tx.request_complete = True
+        self.last_request = tx
         self._file_event(d, tx)
         self._emit("request_complete", tx, True)
         d.state = _IDLE
