@@ -35,6 +35,7 @@ _PORT_BUCKET_MAX = 1024                             # rules with more dst ports 
 _APP_OF_BUFFER = {name: spec.app_proto for name, spec in BUFFERS.items()}
 _APP_OF_BUFFER["file.data"] = "http"                # our only file.data producer (SMTP: mail filter)
 MAX_TX_MEMORY = 256                                 # per flow: transactions whose alerts we remember
+MAX_SCAN_MEMORY = 1024                              # per flow: remembered prefilter scans of tx buffers
 MAX_XBITS = 65536
 MAX_THRESHOLD_ENTRIES = 65536
 
@@ -79,7 +80,7 @@ class _Group:
     """The rules of one IP-protocol group."""
 
     __slots__ = ("prefilters", "tx_prefilters", "nofp_any", "nofp_port", "tx_nofp", "nofp_src4", "nofp_dst4",
-                 "nofp_addr6", "nofp_sport")
+                 "nofp_addr6", "nofp_sport", "tx_in_pkt")
 
     def __init__(self):
         self.prefilters: dict[str, BufferPrefilter] = {}
@@ -94,6 +95,7 @@ class _Group:
         self.nofp_dst4: dict[int, list[int]] = {}
         self.nofp_addr6: list[int] = []     # the same rules when their list also holds IPv6 ranges
         self.nofp_sport: dict[int, list[int]] = {}   # any dst port, a few src ports (server responses)
+        self.tx_in_pkt = False              # some transaction rule has its fast pattern in pkt_data
 
 
 class Match:
@@ -162,7 +164,13 @@ class DetectionEngine:
     def __init__(self, rules: list[Rule], cache_dir: Path | None | str = "default"):
         if cache_dir == "default":
             cache_dir = default_cache_dir()
-        self.rules = [_CRule(r, i) for i, r in enumerate(rules)]
+        # rule index == evaluation rank: a plain sort of candidate indexes gives Suricata's order
+        crs = [_CRule(r, i) for i, r in enumerate(rules)]
+        crs.sort(key=lambda c: c.order)
+        for i, cr in enumerate(crs):
+            cr.idx = i
+        self.rules = crs
+        self.is_tx = [cr.is_tx for cr in crs]
         self.groups: dict[int, _Group] = {}
         entries: dict[tuple[int, str], list] = {}
         for cr in self.rules:
@@ -181,6 +189,8 @@ class DetectionEngine:
                     elif not cr.sport_any and _port_count(r.sport) <= _PORT_BUCKET_MAX:
                         ports = [-1 - p for lo, hi in r.sport.ranges for p in range(lo, hi + 1)]
                     entries.setdefault((g, key), []).append((fp.pattern, fp.nocase, cr.idx, ports))
+                    if cr.is_tx and fp.buffer == "pkt_data":
+                        grp.tx_in_pkt = True
                 elif cr.is_tx:
                     grp.tx_nofp.setdefault(cr.app, []).append(cr.idx)
                 elif not r.bidirectional and _index_by_address(grp, cr):
@@ -206,7 +216,7 @@ class DetectionEngine:
                 grp.prefilters[key] = pf
             else:
                 app = _APP_OF_BUFFER.get(name)
-                grp.tx_prefilters.setdefault(app, []).append((name, tuple(transforms), pf))
+                grp.tx_prefilters.setdefault(app, []).append((name, tuple(transforms), pf, _version_kind(name)))
         for grp in self.groups.values():
             grp.nofp_any.sort()
             for table in (grp.nofp_port, grp.nofp_sport, grp.nofp_src4, grp.nofp_dst4):
@@ -230,64 +240,94 @@ class DetectionEngine:
         if grp is None:
             return []
         rules = self.rules
-        # candidate rule index -> list of txs (None = packet rule)
-        cands: dict[int, object] = {}
+        parts: list = []                   # lists/tuples of candidate packet-rule indexes
         if pkt_data:
             pf = grp.prefilters.get("pkt_data")
             if pf is not None:
-                for tup in pf.scan(pkt_data, pkt.dport, pkt.sport):
-                    for i in tup:
-                        cands[i] = None
-        for i in grp.nofp_any:
-            cands[i] = None
+                parts = pf.scan(pkt_data, pkt.dport, pkt.sport)
+        if grp.nofp_any:
+            parts.append(grp.nofp_any)
         lst = grp.nofp_port.get(pkt.dport)
         if lst:
-            for i in lst:
-                cands[i] = None
+            parts.append(lst)
         lst = grp.nofp_sport.get(pkt.sport)
         if lst:
-            for i in lst:
-                cands[i] = None
+            parts.append(lst)
         if pkt.version == 4:
             if grp.nofp_src4:
                 lst = grp.nofp_src4.get(int.from_bytes(pkt.src[:2], "big"))
                 if lst:
-                    for i in lst:
-                        cands[i] = None
+                    parts.append(lst)
             if grp.nofp_dst4:
                 lst = grp.nofp_dst4.get(int.from_bytes(pkt.dst[:2], "big"))
                 if lst:
-                    for i in lst:
-                        cands[i] = None
-        else:
-            for i in grp.nofp_addr6:
-                cands[i] = None
-        tx_cands: dict[int, list] = {}
+                    parts.append(lst)
+        elif grp.nofp_addr6:
+            parts.append(grp.nofp_addr6)
+        if not parts and not txs:
+            return []
+        cands: set[int] = set()
+        for lst in parts:
+            cands.update(lst)
+        tx_cands: dict[int, list] = {}     # transaction rule candidates -> the (app, tx) to try
         if txs:
+            scans = flow_state(flow).scans
+            if len(scans) > MAX_SCAN_MEMORY:
+                scans.clear()
+            dport, sport = pkt.dport, pkt.sport
             for app, tx in txs:
-                for i in grp.tx_nofp.get(app, ()):
-                    tx_cands.setdefault(i, []).append((app, tx))
-                for name, transforms, pf in grp.tx_prefilters.get(app, ()):
-                    for buf in _tx_buffers(app, tx, name, to_server):
-                        if transforms:
-                            buf = apply_transforms(buf, transforms)
-                        for tup in pf.scan(buf, pkt.dport, pkt.sport):
-                            for i in tup:
-                                tl = tx_cands.setdefault(i, [])
-                                if (app, tx) not in tl:
-                                    tl.append((app, tx))
-        # tx rules whose fast pattern sits in pkt_data: candidates for every updated tx of their app
-        for i in [i for i in cands if rules[i].is_tx]:
-            del cands[i]
-            if txs:
-                cr = rules[i]
-                tl = tx_cands.setdefault(i, [])
-                for app, tx in txs:
-                    if (cr.app is None or cr.app == app) and (app, tx) not in tl:
-                        tl.append((app, tx))
+                pair = (app, tx)
+                found: set[int] = set(grp.tx_nofp.get(app, ()))
+                # a transaction is updated by every body segment while its other buffers stay the same:
+                # each buffer's last scan is reused until the part of the tx it comes from changes
+                whole = getattr(tx, "partial_of", None) or tx
+                versions = _tx_versions(app, tx, to_server)
+                memo = scans.get((id(whole), to_server, dport, sport))
+                if memo is None or memo[0] is not whole:
+                    memo = scans[(id(whole), to_server, dport, sport)] = (whole, {})
+                memo = memo[1]
+                for name, transforms, pf, kind in grp.tx_prefilters.get(app, ()):
+                    sig = versions[kind] if versions is not None else None
+                    mkey = name if not transforms else (name, transforms)
+                    prev = memo.get(mkey)
+                    if prev is not None and sig is not None and prev[0] == sig:
+                        hits = prev[1]
+                    elif prev is not None and kind in _BODY_KINDS and not transforms and prev[0] is not None \
+                            and sig > prev[0]:
+                        # a growing body: scan only what was added (plus a pattern's length of overlap)
+                        hits = list(prev[1])
+                        for buf in _tx_buffers(app, tx, name, to_server):
+                            hits += pf.scan(buf[max(0, prev[0] - pf.max_len + 1):], dport, sport)
+                        memo[mkey] = (sig, hits)
+                    else:
+                        hits = []
+                        for buf in _tx_buffers(app, tx, name, to_server):
+                            hits += pf.scan(apply_transforms(buf, transforms) if transforms else buf, dport, sport)
+                        memo[mkey] = (sig, hits)
+                    for tup in hits:
+                        found.update(tup)
+                for i in found:
+                    tl = tx_cands.get(i)
+                    if tl is None:
+                        tx_cands[i] = [pair]
+                    else:
+                        tl.append(pair)
+        if grp.tx_in_pkt and cands:
+            # transaction rules whose fast pattern sits in pkt_data: candidates for every updated tx
+            is_tx = self.is_tx
+            for i in [i for i in cands if is_tx[i]]:
+                cands.discard(i)
+                if txs:
+                    cr = rules[i]
+                    tl = tx_cands.setdefault(i, [])
+                    for pair in txs:
+                        if (cr.app is None or cr.app == pair[0]) and pair not in tl:
+                            tl.append(pair)
         if not cands and not tx_cands:
             return []
-        order = sorted(list(cands) + [i for i in tx_cands if i not in cands], key=lambda i: rules[i].order)
+        if tx_cands:
+            cands.update(tx_cands)
+        order = sorted(cands)
         state = flow_state(flow)
         if established is None:
             established = _established(flow)
@@ -308,7 +348,7 @@ class DetectionEngine:
                 matched = [(None, None)]
             else:
                 matched = []
-                txmem = state["tx"]
+                txmem = state.tx
                 for app, tx in tl:
                     if cr.app is not None and cr.app != app:
                         continue
@@ -367,7 +407,7 @@ class DetectionEngine:
             return False
         if r.stream_size and not all(_stream_size(ss, flow) for ss in r.stream_size):
             return False
-        if cr.reads_bits and not self._bits_ok(r, state["bits"]):
+        if cr.reads_bits and not self._bits_ok(r, state.bits):
             return False
         if r.xbits and not self._xbits_ok(r, pkt):
             return False
@@ -451,7 +491,7 @@ class DetectionEngine:
     def _post_match(self, cr: _CRule, pkt, flow, state) -> None:
         r = cr.rule
         if cr.writes_bits:
-            bits = state["bits"]
+            bits = state.bits
             for op in r.flowbits:
                 c = op.command
                 for n in op.names:
@@ -517,11 +557,23 @@ class DetectionEngine:
         return True
 
 
-def flow_state(flow) -> dict:
-    """The engine's per-flow state: flowbits, per-transaction alert memory, established tracking."""
+class FlowIdsState:
+    """The engine's per-flow state (flow.state["ids"])."""
+
+    __slots__ = ("bits", "tx", "est", "passed", "scans")
+
+    def __init__(self) -> None:
+        self.bits: set[str] = set()                 # flowbits
+        self.tx: OrderedDict = OrderedDict()        # id(tx) -> (tx, rule indexes alerted), bounded
+        self.est = False                            # established after the previous packet
+        self.passed = False                         # a pass rule matched: no more inspection
+        self.scans: dict = {}                       # prefilter results per tx buffer (see inspect)
+
+
+def flow_state(flow) -> FlowIdsState:
     state = flow.state.get("ids")
     if state is None:
-        state = flow.state["ids"] = {"bits": set(), "tx": OrderedDict(), "est": False}
+        state = flow.state["ids"] = FlowIdsState()
     return state
 
 
@@ -536,11 +588,9 @@ def established_for_packet(flow) -> bool:
     lookup, before the TCP state machine runs), so the handshake's last ACK is not yet established and a
     FIN still is. Call once per packet, in order."""
     state = flow_state(flow)
-    before = state["est"]
-    state["est"] = _established(flow)
-    if flow.proto != PROTO_TCP:
-        return state["est"]
-    return before
+    before = state.est
+    now = state.est = _established(flow)
+    return before if flow.proto == PROTO_TCP else now
 
 
 def _stream_size(ss, flow) -> bool:
@@ -558,6 +608,35 @@ def _stream_size(ss, flow) -> bool:
     if side == "both":
         return cmp.matches(server) and cmp.matches(client)
     return cmp.matches(server) or cmp.matches(client)
+
+
+# what an HTTP buffer is built from: 0 request line+headers, 1 response line+headers, 2 request body,
+# 3 response body; 4 / 5 = headers / body of the packet's own direction
+_BODY_KINDS = (2, 3, 5)
+
+
+def _version_kind(name: str) -> int:
+    if name == "http.request_body":
+        return 2
+    if name == "http.response_body":
+        return 3
+    if name == "file.data":
+        return 5
+    spec = BUFFERS.get(name)
+    if spec is None or spec.direction is None:
+        return 4
+    return 0 if spec.direction == "to_server" else 1
+
+
+def _tx_versions(app: str, tx, to_server: bool):
+    """Per version kind, a value that changes whenever buffers of that kind may have changed; None for
+    protocols without (always rescan: DNS and TLS transactions are updated a few times at most)."""
+    if app != "http":
+        return None
+    req = (len(tx.request_line), len(tx.request_headers), getattr(tx, "partial_of", None) is None)
+    res = (len(tx.response_line), len(tx.response_headers))
+    reqb, resb = len(tx.request_body), len(tx.response_body)
+    return (req, res, reqb, resb, req if to_server else res, reqb if to_server else resb)
 
 
 def _tx_buffers(app: str, tx, name: str, to_server: bool | None) -> list[bytes]:

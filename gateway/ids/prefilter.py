@@ -41,7 +41,7 @@ class BufferPrefilter:
     destination port set is only returned for packets to one of those ports (Suricata's port grouping:
     "|05|" of a DCERPC rule for port 135 hits nearly every packet, but is only a candidate on port 135)."""
 
-    __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache")
+    __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len")
 
     def __init__(self, entries: list[tuple], cache_dir: Path | None = None):
         """entries: (pattern, nocase, rule_index[, ports]) with ports None (any) or an iterable of port keys:
@@ -63,6 +63,7 @@ class BufferPrefilter:
                     targets[pid][1].setdefault(port, []).append(rule_index)
         self.targets = tuple((tuple(a), {p: tuple(v) for p, v in by.items()} or None) for a, by in targets)
         self.patterns = tuple(ids)
+        self.max_len = max((len(p) for p, _ in self.patterns), default=0)   # for incremental scans
         self.from_cache = False
         self.db = self._build(cache_dir) if self.patterns else None
         hits: list[int] = []
