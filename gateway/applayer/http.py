@@ -45,7 +45,9 @@ class HttpLimits:
     max_header_bytes: int = 65536          # raw header block kept for http.header.raw
     request_body_limit: int = 100 * 1024   # Suricata request-body-limit default (inspected bytes)
     response_body_limit: int = 100 * 1024  # Suricata response-body-limit default
-    file_limit: int = 1 << 20              # bytes of a body handed to file scanning
+    # Bytes of a body kept for file scanning (YARA). Held per transaction while it is open, so it
+    # multiplies by concurrent downloads: raise it only together with a flow-count bound.
+    file_limit: int = 256 * 1024
     # Suricata's default is 2; suricata-verify runs the http-evader family with 3, and every layer's
     # output is capped anyway, so we peel one more.
     decompress_layer_limit: int = 3
