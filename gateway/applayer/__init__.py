@@ -15,7 +15,8 @@ HTTP/1.x (http.py) - one HttpParser(HttpLimits()) per connection
     feed(data, to_server) / feed_toserver(data) / feed_toclient(data); eof(to_server) when a direction
     closes (ends close-delimited bodies). Events: request_headers, request_body, request_complete,
     response_headers, response_body, response_complete, file (info=name, data=body up to file_limit),
-    anomaly. Pipelined requests are matched to responses in order. Chunked and Content-Length
+    anomaly. Pipelined requests are matched to responses in order; multipart/form-data uploads give
+    one file event per part with a filename. Chunked and Content-Length
     bodies, gzip/deflate (zlib or raw)/lzma responses with capped output, header folding, and the
     http-evader corner cases behave as libhtp does.
     HttpTransaction.buffer(keyword, to_server=None) returns the inspection buffer of a Suricata
