@@ -299,11 +299,13 @@ class Lab:
             raise LabError(f"TCP sender {addr}:{port} in {self.ns(role)} did not start")
         return p
 
-    def tcp_fetch(self, role: str, addr: str, port: int, output: str | Path, timeout: float = 30.0) -> int:
+    def tcp_fetch(self, role: str, addr: str, port: int, output: str | Path, timeout: float = 30.0,
+                  rate: int = 0) -> int:
         """Connect from a namespace, write everything received to `output`; returns the byte count
-        (raises LabError when the connection fails or times out)."""
+        (raises LabError when the connection fails or times out). `rate` > 0 reads at most that many
+        bytes per second (a slow client keeps a flow alive for a while)."""
         r = self.exec(role, [sys.executable, "-m", "gateway.lab", "fetch", addr, str(port), str(output),
-                             str(timeout)], timeout=timeout + 10)
+                             str(timeout), str(rate)], timeout=timeout + 10)
         if r.returncode != 0:
             raise LabError(f"tcp fetch {addr}:{port} from {self.ns(role)}: {r.stderr.strip()}")
         return int(r.stdout.strip())
@@ -591,17 +593,22 @@ def _send(addr: str, port: int, path: str) -> None:
         threading.Thread(target=one, args=(conn,), daemon=True).start()
 
 
-def _fetch(addr: str, port: int, out: str, timeout: float) -> int:
+def _fetch(addr: str, port: int, out: str, timeout: float, rate: int = 0) -> int:
     import socket
 
     total = 0
+    start = time.monotonic()
     with socket.create_connection((addr, port), timeout=timeout) as s, open(out, "wb") as f:
-        deadline = time.monotonic() + timeout
-        while (chunk := s.recv(1 << 16)):
+        if rate:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)   # so the sender feels it
+        deadline = start + timeout
+        while (chunk := s.recv(min(1 << 16, rate // 10) if rate else 1 << 16)):
             f.write(chunk)
             total += len(chunk)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"still receiving after {timeout}s")
+            if rate and (ahead := total / rate - (time.monotonic() - start)) > 0:
+                time.sleep(ahead)
     return total
 
 
@@ -644,10 +651,11 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["send"]:
         _send(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif sys.argv[1:2] == ["fetch"]:
-        print(_fetch(sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])))
+        print(_fetch(sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5]),
+                     int(sys.argv[6]) if len(sys.argv) > 6 else 0))
     elif sys.argv[1:2] == ["ping"]:
         print(_ping(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
     else:
         print("usage: python -m gateway.lab serve ADDR PORT DIR | send ADDR PORT FILE | "
-              "fetch ADDR PORT OUT TIMEOUT | ping DST COUNT TIMEOUT", file=sys.stderr)
+              "fetch ADDR PORT OUT TIMEOUT [RATE] | ping DST COUNT TIMEOUT", file=sys.stderr)
         sys.exit(2)
