@@ -43,7 +43,7 @@ MAX_THRESHOLD_ENTRIES = 65536
 class _CRule:
     """A rule plus what the engine precomputes for it."""
 
-    __slots__ = ("rule", "idx", "order", "pkt_lists", "tx_lists", "is_tx", "app", "src_any", "dst_any",
+    __slots__ = ("rule", "idx", "order", "pkt_lists", "tx_lists", "tx_dir", "is_tx", "app", "src_any", "dst_any",
                  "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits")
 
     def __init__(self, rule: Rule, idx: int):
@@ -60,6 +60,11 @@ class _CRule:
             to_server = True if d == "to_server" else False if d == "to_client" else flow_dir
             tx_lists.append((ml, to_server))
         self.tx_lists = tuple(tx_lists)
+        # the direction a transaction rule is inspected in (Suricata registers it with the app-layer
+        # inspection engines of that direction): to_client if any buffer only exists there, to_server if
+        # every buffer is a request one, else the flow keyword's (None: both)
+        dirs = {d for _, d in tx_lists}
+        self.tx_dir = False if False in dirs else True if dirs == {True} else flow_dir
         self.is_tx = bool(tx_lists) or rule.urilen is not None or rule.tls_version is not None
         self.app = rule.app_proto
         if self.is_tx and self.app is None:
@@ -79,13 +84,15 @@ class _CRule:
 class _Group:
     """The rules of one IP-protocol group."""
 
-    __slots__ = ("prefilters", "tx_prefilters", "nofp_any", "nofp_port", "tx_nofp", "nofp_src4", "nofp_dst4",
+    __slots__ = ("prefilters", "tx_prefilters", "tx_kinds", "nofp_any", "nofp_port", "tx_nofp", "nofp_src4", "nofp_dst4",
                  "nofp_addr6", "nofp_sport", "tx_in_pkt")
 
     def __init__(self):
         self.prefilters: dict[str, BufferPrefilter] = {}
         # app -> [(buffer name, transforms, prefilter)]
         self.tx_prefilters: dict[str, list] = {}
+        # app -> [(version kind, [(buffer name, transforms, prefilter)])]: scans reused per kind
+        self.tx_kinds: dict[str, list] = {}
         self.nofp_any: list[int] = []
         self.nofp_port: dict[int, list[int]] = {}
         self.tx_nofp: dict[str, list[int]] = {}
@@ -171,6 +178,7 @@ class DetectionEngine:
             cr.idx = i
         self.rules = crs
         self.is_tx = [cr.is_tx for cr in crs]
+        self.tx_dirs = [cr.tx_dir for cr in crs]
         self.groups: dict[int, _Group] = {}
         entries: dict[tuple[int, str], list] = {}
         for cr in self.rules:
@@ -218,6 +226,11 @@ class DetectionEngine:
                 app = _APP_OF_BUFFER.get(name)
                 grp.tx_prefilters.setdefault(app, []).append((name, tuple(transforms), pf, _version_kind(name)))
         for grp in self.groups.values():
+            for app, entries_ in grp.tx_prefilters.items():
+                kinds: dict[int, list] = {}
+                for name, transforms, pf, kind in entries_:
+                    kinds.setdefault(kind, []).append((name, transforms, pf))
+                grp.tx_kinds[app] = sorted(kinds.items())
             grp.nofp_any.sort()
             for table in (grp.nofp_port, grp.nofp_sport, grp.nofp_src4, grp.nofp_dst4):
                 for lst in table.values():
@@ -275,6 +288,7 @@ class DetectionEngine:
             if len(scans) > MAX_SCAN_MEMORY:
                 scans.clear()
             dport, sport = pkt.dport, pkt.sport
+            tx_dirs = self.tx_dirs
             for app, tx in txs:
                 pair = (app, tx)
                 found: set[int] = set(grp.tx_nofp.get(app, ()))
@@ -286,27 +300,35 @@ class DetectionEngine:
                 if memo is None or memo[0] is not whole:
                     memo = scans[(id(whole), to_server, dport, sport)] = (whole, {})
                 memo = memo[1]
-                for name, transforms, pf, kind in grp.tx_prefilters.get(app, ()):
+                for kind, bufs in grp.tx_kinds.get(app, ()):
                     sig = versions[kind] if versions is not None else None
-                    mkey = name if not transforms else (name, transforms)
-                    prev = memo.get(mkey)
+                    prev = memo.get(kind)
                     if prev is not None and sig is not None and prev[0] == sig:
-                        hits = prev[1]
-                    elif prev is not None and kind in _BODY_KINDS and not transforms and prev[0] is not None \
+                        found.update(prev[1])
+                        continue
+                    hits = set()
+                    if kind in _BODY_KINDS and prev is not None and sig is not None and prev[0] is not None \
                             and sig > prev[0]:
                         # a growing body: scan only what was added (plus a pattern's length of overlap)
-                        hits = list(prev[1])
-                        for buf in _tx_buffers(app, tx, name, to_server):
-                            hits += pf.scan(buf[max(0, prev[0] - pf.max_len + 1):], dport, sport)
-                        memo[mkey] = (sig, hits)
+                        hits.update(prev[1])
+                        for name, transforms, pf in bufs:
+                            for buf in _tx_buffers(app, tx, name, to_server):
+                                if transforms:
+                                    buf = apply_transforms(buf, transforms)
+                                for tup in pf.scan(buf[max(0, prev[0] - pf.max_len + 1):], dport, sport):
+                                    hits.update(tup)
                     else:
-                        hits = []
-                        for buf in _tx_buffers(app, tx, name, to_server):
-                            hits += pf.scan(apply_transforms(buf, transforms) if transforms else buf, dport, sport)
-                        memo[mkey] = (sig, hits)
-                    for tup in hits:
-                        found.update(tup)
+                        for name, transforms, pf in bufs:
+                            for buf in _tx_buffers(app, tx, name, to_server):
+                                if transforms:
+                                    buf = apply_transforms(buf, transforms)
+                                for tup in pf.scan(buf, dport, sport):
+                                    hits.update(tup)
+                    memo[kind] = (sig, hits)
+                    found.update(hits)
                 for i in found:
+                    if tx_dirs[i] is not None and tx_dirs[i] != to_server:
+                        continue
                     tl = tx_cands.get(i)
                     if tl is None:
                         tx_cands[i] = [pair]

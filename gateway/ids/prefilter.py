@@ -41,7 +41,7 @@ class BufferPrefilter:
     destination port set is only returned for packets to one of those ports (Suricata's port grouping:
     "|05|" of a DCERPC rule for port 135 hits nearly every packet, but is only a candidate on port 135)."""
 
-    __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len")
+    __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len", "_any_only")
 
     def __init__(self, entries: list[tuple], cache_dir: Path | None = None):
         """entries: (pattern, nocase, rule_index[, ports]) with ports None (any) or an iterable of port keys:
@@ -62,6 +62,8 @@ class BufferPrefilter:
                 for port in dports:
                     targets[pid][1].setdefault(port, []).append(rule_index)
         self.targets = tuple((tuple(a), {p: tuple(v) for p, v in by.items()} or None) for a, by in targets)
+        # fast path when no pattern is port-bucketed: pid -> rule tuple directly
+        self._any_only = tuple(a for a, _ in self.targets) if all(by is None for _, by in self.targets) else None
         self.patterns = tuple(ids)
         self.max_len = max((len(p) for p, _ in self.patterns), default=0)   # for incremental scans
         self.from_cache = False
@@ -117,6 +119,9 @@ class BufferPrefilter:
         db.scan(data, match_event_handler=self._on_match)
         if not hits:
             return []
+        if self._any_only is not None:
+            any_only = self._any_only
+            return [any_only[pid] for pid in hits]
         targets = self.targets
         out = []
         for pid in hits:
