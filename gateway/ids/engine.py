@@ -43,7 +43,7 @@ MAX_THRESHOLD_ENTRIES = 65536
 class _CRule:
     """A rule plus what the engine precomputes for it."""
 
-    __slots__ = ("rule", "idx", "order", "pkt_lists", "tx_lists", "tx_dir", "is_tx", "app", "src_any", "dst_any",
+    __slots__ = ("rule", "idx", "order", "pkt_lists", "tx_lists", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
                  "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits")
 
     def __init__(self, rule: Rule, idx: int):
@@ -74,6 +74,14 @@ class _CRule:
         self.sport_any = rule.sport.is_any
         self.dport_any = rule.dport.is_any
         self.needs_payload = bool(self.pkt_lists)
+        # Suricata's action scope: a drop/reject by a transaction or stream rule, or by an IP-only rule
+        # (addresses and ports only), ends the flow; one by a per-packet rule (flags, dsize, flow, ttl,
+        # ...) drops that packet only
+        packet_kw = (rule.flow is not None or rule.flags is not None or rule.dsize is not None or
+                     rule.ttl is not None or rule.itype is not None or rule.icode is not None or
+                     rule.ip_proto is not None or bool(rule.stream_size) or bool(rule.flowbits) or
+                     bool(rule.xbits))
+        self.flow_scope = self.is_tx or self.needs_payload or not packet_kw
         self.reads_bits = any(op.command in ("isset", "isnotset") for op in rule.flowbits)
         self.writes_bits = any(op.command in ("set", "unset", "toggle") for op in rule.flowbits)
         fb = 2 if self.writes_bits and not self.reads_bits else 1 if self.writes_bits else \
@@ -106,14 +114,16 @@ class _Group:
 
 
 class Match:
-    """One rule that matched on this packet (tx is the transaction for app-layer rules)."""
+    """One rule that matched on this packet (tx is the transaction for app-layer rules). flow_scope: a drop
+    or reject acts on the whole flow (else on this packet only)."""
 
-    __slots__ = ("rule", "tx", "app")
+    __slots__ = ("rule", "tx", "app", "flow_scope")
 
-    def __init__(self, rule: Rule, tx, app: str | None):
+    def __init__(self, rule: Rule, tx, app: str | None, flow_scope: bool = True):
         self.rule = rule
         self.tx = tx
         self.app = app
+        self.flow_scope = flow_scope
 
 
 def _rule_groups(rule: Rule):
@@ -392,12 +402,11 @@ class DetectionEngine:
             rule = cr.rule
             for app, tx in matched:
                 self._post_match(cr, pkt, flow, state)
-                if rule.noalert:
-                    continue
                 if (rule.threshold is not None or rule.detection_filter is not None) and \
                         not self._threshold_ok(rule, pkt):
                     continue
-                out.append(Match(rule, tx, app))
+                # noalert rules are returned too: no event, but their action (drop, pass) still applies
+                out.append(Match(rule, tx, app, cr.flow_scope))
             if rule.action == "pass" and out and out[-1].rule is rule:
                 break
         return out

@@ -66,19 +66,24 @@ class IdsStage(Stage):
         if not matches:
             return
         verdict = None
+        whole_flow = False
         for m in matches:
             rule = m.rule
             if rule.action == "pass":
                 flow_state(flow).passed = True
                 break
             blocked = self.ips and rule.action in _ACTION_VERDICT
-            if blocked and verdict is None:
-                verdict = _ACTION_VERDICT[rule.action]
+            if blocked:
+                if verdict is None:
+                    verdict = _ACTION_VERDICT[rule.action]
+                whole_flow = whole_flow or m.flow_scope
+            if rule.noalert:
+                continue
             ctx.emit(self._event(ctx, m, blocked))
             self.alerts += 1
             flow.alerted = True
         if verdict is not None:
-            ctx.decide(verdict, "ids")
+            ctx.decide(verdict, "ids", whole_flow=whole_flow)
 
     def _alert_body(self, rule) -> dict:
         body = self._alert_cache.get(id(rule))
@@ -100,6 +105,8 @@ class IdsStage(Stage):
     def _event(self, ctx: PacketContext, m, blocked: bool) -> dict:
         ev = packet_event("alert", ctx.pkt, ctx.flow)
         ev["direction"] = "to_server" if ctx.to_server else "to_client"
+        ev["pkt_src"] = "wire/pcap" if ctx.pkt.pcap_cnt is not None else "wire/nfq"
+        ev["ip_v"] = ctx.pkt.version
         body = {"action": "blocked" if blocked else "allowed"}
         body.update(self._alert_body(m.rule))
         del body["_rule"]
