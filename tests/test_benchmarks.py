@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+
+import pytest
 
 from benchmarks import inline, offline, plot
 from gateway.packet import decode
@@ -101,3 +104,26 @@ def test_median_run_picks_the_middle_round_and_keeps_every_round():
     assert med["goodput_mbps"] == 200.0 and med["forwarded_pps"] == 20000
     assert [r.get("goodput_mbps") for r in med["runs"]] == [300.0, 100.0, 200.0, None]
     assert inline.median_run([{"error": "a"}, {"error": "b"}]) == {"error": "a; b"}
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(inline.skip_reason() is not None, reason=inline.skip_reason() or "")
+def test_inline_one_short_round_over_two_queues():
+    """The inline benchmark end to end, 1-second runs: the clients really spread over both queues, and in
+    (b) and (c) every forwarded packet went through userspace (fail-open off), while (d) bypassed."""
+    res = inline.run(seconds=1, streams=2, queue_counts=(2,), repeats=1, prefix=f"bt{os.getpid() % 0xFFFF:x}",
+                     log=lambda *a: None)
+    by = {c["case"]: c for c in res["cases"]}
+    assert set(by) == {"a", "b", "c", "d"}
+    for c in by.values():
+        assert "error" not in c, c
+        assert c["goodput_mbps"] > 0 and c["forwarded_pps"] > 0
+    assert "queued_packets" not in by["a"]                      # no queue bound: the kernel alone
+    for case in "bc":
+        per_queue = by[case]["queued_per_queue"]
+        assert len(per_queue) == 2 and all(n > 0 for n in per_queue.values()), per_queue
+        # Every packet the gateway namespace forwarded (both directions) came through a queue.
+        assert by[case]["queued_packets"] >= 0.95 * by[case]["forwarded_packets"], by[case]
+    assert by["c"]["gateway_packets"].get("accept", 0) >= 0.95 * by["c"]["queued_packets"]
+    assert by["d"]["gateway_packets"].get("bypass", 0) > 0
+    assert set(res["ratios"]) == {"c_over_b_2q", "d_over_a_2q"}
