@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # --no-inline plots the offline panel only: an older inline.json is not this run's.
     out = plot.plot(off, None if args.no_inline else inl, RESULTS / "bench.png")
-    print(f"wrote {RESULTS / 'offline.json'}, {RESULTS / 'inline.json'}, {out} in {time.monotonic() - t0:.0f} s")
+    written = [RESULTS / "offline.json"] + ([] if args.no_inline else [RESULTS / "inline.json"]) + [out]
+    print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - t0:.0f} s")
     return status
 
 
