@@ -37,6 +37,8 @@ class GatewaySection:
     bypass: bool = True             # inspection-depth bypass: conntrack-mark flows with nothing left to inspect
     mark_bypass: int = 0x100000     # connmark bit meaning "kernel forwards the rest of this flow"
     mark_reject: int = 0x200000     # packet mark bit meaning "kernel answers with RST / ICMP unreachable"
+    mark_reply: int = 0x400000      # packet mark bit the chain sets on conntrack's reply direction, so a
+                                    # worker that (re)starts mid-connection still knows who the client is
     malformed_policy: str = "drop"  # drop | accept
     chain: str = "CLINIC_GW"        # iptables chain the gateway owns in the filter table
     interfaces: tuple[str, ...] = ()  # only traffic entering these interfaces is queued (empty: all)
@@ -155,12 +157,12 @@ def from_dict(raw: dict[str, Any], where: str = "<dict>") -> Config:
         raise ConfigError(where, "gateway.queues", f"must be 1..64, got {gw.queues}")
     if not 0 <= gw.queue_start <= 65535 - gw.queues:
         raise ConfigError(where, "gateway.queue_start", "queue numbers must fit in 0..65535")
-    for key in ("mark_bypass", "mark_reject"):
+    for key in ("mark_bypass", "mark_reject", "mark_reply"):
         v = getattr(gw, key)
         if v <= 0 or v & (v - 1) or v >= 1 << 32:
             raise ConfigError(where, f"gateway.{key}", f"must be a single bit of a 32-bit mark, got {v:#x}")
-    if gw.mark_bypass == gw.mark_reject:
-        raise ConfigError(where, "gateway.mark_reject", "must differ from gateway.mark_bypass")
+    if len({gw.mark_bypass, gw.mark_reject, gw.mark_reply}) != 3:
+        raise ConfigError(where, "gateway.mark_reject", "mark_bypass, mark_reject and mark_reply must be different bits")
     metrics = _section(MetricsSection, raw.get("metrics", {}), "metrics", where)
     _host_port(metrics.listen, "metrics.listen", where)
     flows = _section(FlowSection, raw.get("flows", {}), "flows", where)

@@ -144,8 +144,9 @@ class FirewallStage(Stage):
 
     def _decide_packet(self, ctx: PacketContext, pkt: Packet, whole_flow: bool) -> None:
         flow = ctx.flow
-        if pkt.proto == PROTO_TCP and pkt.tcp_flags & SYN and pkt.tcp_flags & ACK:
-            # First packet seen is the server's SYN/ACK: judge the connection client -> server.
+        if pkt.reply or pkt.proto == PROTO_TCP and pkt.tcp_flags & SYN and pkt.tcp_flags & ACK:
+            # First packet seen is the server's (a SYN/ACK, or conntrack's reply direction after a
+            # worker restart): judge the connection client -> server.
             dst_zone, src_zone = self.zones(pkt)
             oriented = _Reversed(pkt)
         else:

@@ -98,9 +98,11 @@ class FlowTable:
                 if len(self.flows) >= self.cfg.max_flows:
                     self.refused_full += 1
                     return None
-            client_is_src = True
+            # The first packet's sender is the client, unless it is a server's SYN/ACK or the kernel's
+            # conntrack says it travels in the reply direction (a worker restarted mid-connection).
+            client_is_src = not pkt.reply
             if pkt.proto == PROTO_TCP and (pkt.tcp_flags & (SYN | ACK)) == (SYN | ACK):
-                client_is_src = False      # first packet seen is the server's SYN/ACK
+                client_is_src = False
             flow = Flow(next(self._ids), key, pkt, client_is_src)
             if pkt.proto == PROTO_TCP and not pkt.tcp_flags & SYN:
                 flow.midstream = True

@@ -43,7 +43,7 @@ class Packet:
         "ts", "data", "version", "src", "dst", "proto", "ttl", "ip_id", "ip_hlen", "length",
         "frag_offset", "more_frags", "frag_id",
         "sport", "dport", "tcp_flags", "seq", "ack", "window", "tcp_hlen", "tcp_options",
-        "icmp_type", "icmp_code", "payload", "indev", "outdev", "pcap_cnt",
+        "icmp_type", "icmp_code", "payload", "indev", "outdev", "pcap_cnt", "reply",
     )
 
     def __init__(self) -> None:
@@ -57,6 +57,7 @@ class Packet:
         self.frag_id = 0
         self.indev = self.outdev = None
         self.pcap_cnt = None
+        self.reply = False       # inline: conntrack saw this packet in its connection's reply direction
 
     @property
     def src_ip(self) -> str:

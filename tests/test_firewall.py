@@ -59,6 +59,17 @@ def test_return_traffic_is_stateful(clinic):
     assert clinic.process(tcp(WEB, LAN_PC, 443, 40001, "S"), 1.0) == Verdict.DROP
 
 
+def test_reply_direction_hint_orients_a_flow_met_mid_connection(clinic):
+    """Inline, after a worker restart, the first packet of a running download may be the server's;
+    the kernel's reply-direction mark keeps it from being judged as an inbound connection."""
+    data = tcp(WEB, LAN_PC, 443, 40000, "A", 9000, 1001, b"x" * 100)
+    assert passed(clinic.process(data, 1.0, reply=True)) == Verdict.ACCEPT
+    flow = next(iter(clinic.flows.flows.values()))
+    assert flow.client_ip == LAN_PC and flow.fw_rule == "lan-to-internet"
+    # without the hint the same packet opens a wan -> lan flow, which the policy denies
+    assert clinic.process(tcp(WEB, LAN_PC, 443, 40001, "A", 9000, 1001, b"x"), 1.0) == Verdict.DROP
+
+
 def test_denied_flow_stays_denied_and_is_logged_once(clinic):
     for _ in range(3):
         assert clinic.process(tcp(XRAY, WEB, 40000, 443, "S"), 1.0) == Verdict.DROP

@@ -92,3 +92,13 @@ def test_stage_exception_never_escapes():
     insp = make_inspector(extra_stages=[Broken()])
     assert insp.process(udp(), 1.0) == Verdict.DROP
     assert insp.errors == 1 and "RuntimeError" in insp.last_error
+
+
+def test_tick_expires_idle_flows_without_a_packet():
+    events = []
+    insp = make_inspector({"flows": {"udp_timeout": 5}}, events=events)
+    insp.process(udp(), 100.0)
+    insp.tick(103.0)
+    assert len(insp.flows) == 1 and not events
+    insp.tick(106.0)
+    assert len(insp.flows) == 0 and [e["event_type"] for e in events] == ["flow"]

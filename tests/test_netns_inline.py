@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 
@@ -161,6 +162,25 @@ def test_killed_worker_is_restarted_and_traffic_resumes(lab):
     assert _wait(fetch_ok, 10, step=0.2), gw.log()
     restarts, text = _scrape(gw, "gateway_worker_restarts_total", worker="0")
     assert restarts >= 1, text
+    assert gw.stop() == 0
+
+
+def test_connection_survives_a_worker_restart(lab, tmp_path):
+    """A download in progress when its worker dies: the new worker meets the flow mid-connection, maybe
+    with a server packet first. Conntrack's reply-direction mark tells it who the client is, so the
+    firewall judges lan -> wan (allowed), not wan -> lan (denied), and the transfer completes intact."""
+    digest = random_file(lab, "slow.bin", 1 << 20)
+    gw = lab.start_gateway(base_config(queues=1, fail_open=False, bypass=False))
+    st = gw.wait_ready()
+    lab.start_tcp_sender("wan", WAN, 9001, lab.www / "slow.bin")
+    out = tmp_path / "slow.bin"
+    fetch = lab.popen("lan", [sys.executable, "-m", "gateway.lab", "fetch", WAN, "9001", str(out), "30",
+                              str(256 << 10)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.0)                                  # about a quarter of the file is through
+    os.kill(st["workers"]["0"], signal.SIGKILL)
+    stdout, stderr = fetch.communicate(timeout=40)
+    assert fetch.returncode == 0, (stderr, gw.log())
+    assert int(stdout.strip()) == 1 << 20 and sha256_of(out) == digest
     assert gw.stop() == 0
 
 

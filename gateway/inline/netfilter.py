@@ -7,6 +7,7 @@
                -m mark --mark R/R -p tcp -j REJECT --reject-with tcp-reset     worker said REJECT
                -m mark --mark R/R -p udp -j REJECT --reject-with icmp-port-unreachable
                -m mark --mark R/R -j REJECT --reject-with icmp-admin-prohibited
+               -m conntrack --ctdir REPLY -j MARK --set-xmark P/P    tells the worker "reply direction"
                -j NFQUEUE --queue-balance Q0:Qn [--queue-bypass]
 
 Verdicts that need the kernel's help come back as NF_REPEAT with a mark bit set ("repeat mode", as
@@ -75,6 +76,10 @@ def chain_rules(gw: GatewaySection, queues: QueueRange, family: int = 4) -> list
         ["-m", "mark", "--mark", r, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"],
         ["-m", "mark", "--mark", r, "-p", "udp", "-j", "REJECT", "--reject-with", port_unreach],
         ["-m", "mark", "--mark", r, "-j", "REJECT", "--reject-with", admin],
+        # Tell the worker which packets conntrack saw in the reply direction (orients flows it meets
+        # mid-connection, e.g. after a restart). Set only on packets about to be queued.
+        ["-m", "mark", "!", "--mark", r, "-m", "conntrack", "--ctdir", "REPLY", "-j", "MARK",
+         "--set-xmark", f"{gw.mark_reply:#x}/{gw.mark_reply:#x}"],
         # Belt and braces: a packet carrying the reject bit never goes back to userspace.
         ["-m", "mark", "!", "--mark", r] + queues.target(gw.fail_open),
     ]

@@ -124,7 +124,7 @@ class Worker:
 
         q = self.queue
         accept, drop, reject, bypass = Verdict.ACCEPT, Verdict.DROP, Verdict.REJECT, Verdict.BYPASS
-        mark_reject, mark_bypass = gw.mark_reject, gw.mark_bypass
+        mark_reject, mark_bypass, mark_reply = gw.mark_reject, gw.mark_bypass, gw.mark_reply
         process = inspector.process
         perf = time.perf_counter
         wall = time.time
@@ -150,7 +150,7 @@ class Worker:
                             if outdev == "":
                                 outdev = names[outidx] = _ifname(outidx)
                             t0 = perf()
-                            v = process(payload, now, indev, outdev)
+                            v = process(payload, now, indev, outdev, None, (mark & mark_reply) != 0)
                             timer_add(perf() - t0)
                             if v == accept:
                                 continue
