@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(target="gateway.replay:main")
 
     p = sub.add_parser("lab", help="network-namespace lab: client, gateway, server")
+    p.add_argument("--prefix", help="namespace name prefix (default: $GATEWAY_LAB_PREFIX or 'lab')")
     lab = p.add_subparsers(dest="lab_command", required=True)
     q = lab.add_parser("up", help="create the namespaces, veths and routes")
     q.add_argument("--json", action="store_true", help="print namespace names and addresses as JSON")
