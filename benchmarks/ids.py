@@ -155,8 +155,8 @@ def measure_load(rules_dir: Path) -> dict:
         "parse_seconds": round(t1 - t0, 2),
         "hyperscan_build_seconds": round(t2 - t1, 2),
         "compile_seconds": round(t2 - t0, 2),
-        "prefilter_databases": sum(len(g.prefilters) + sum(len(v) for v in g.tx_prefilters.values())
-                                   for g in engine.groups.values()),
+        "prefilter_databases": sum(len(g.prefilters) + len(g.port_prefilters) +
+                                   sum(len(v) for v in g.tx_prefilters.values()) for g in engine.groups.values()),
         "hyperscan_from_cache": engine.compiled_from_cache,
         "rss_mb_before": round(rss0, 1),
         "rss_mb_after_load": round(rss1, 1),

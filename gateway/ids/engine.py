@@ -32,6 +32,9 @@ from .prefilter import BufferPrefilter, default_cache_dir
 ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
 _GROUPS = (PROTO_TCP, PROTO_UDP, PROTO_ICMP, 0)     # 0: every other IP protocol (and ICMPv6 shares ICMP)
 _PORT_BUCKET_MAX = 1024                             # rules with more dst ports go to the any-port list
+_PORT_DB_MAX_PORTS = 16
+# http.request_body / http.response_body are file.data of their direction (applayer/http.py)
+_SAME_AS_FILE_DATA = {"http.request_body", "http.response_body"}                             # payload rules on at most this many ports: per-port DBs
 _APP_OF_BUFFER = {name: spec.app_proto for name, spec in BUFFERS.items()}
 _APP_OF_BUFFER["file.data"] = "http"                # our only file.data producer (SMTP: mail filter)
 MAX_TX_MEMORY = 256                                 # per flow: transactions whose alerts we remember
@@ -92,15 +95,16 @@ class _CRule:
 class _Group:
     """The rules of one IP-protocol group."""
 
-    __slots__ = ("prefilters", "tx_prefilters", "tx_kinds", "nofp_any", "nofp_port", "tx_nofp", "nofp_src4", "nofp_dst4",
+    __slots__ = ("prefilters", "port_prefilters", "tx_prefilters", "tx_kinds", "nofp_any", "nofp_port", "tx_nofp", "nofp_src4", "nofp_dst4",
                  "nofp_addr6", "nofp_sport", "tx_in_pkt")
 
     def __init__(self):
         self.prefilters: dict[str, BufferPrefilter] = {}
-        # app -> [(buffer name, transforms, prefilter)]
-        self.tx_prefilters: dict[str, list] = {}
-        # app -> [(version kind, [(buffer name, transforms, prefilter)])]: scans reused per kind
-        self.tx_kinds: dict[str, list] = {}
+        self.port_prefilters: dict[int, BufferPrefilter] = {}   # port key (dst p, src -1-p) -> payload DB
+        # (app, to_server) -> [(buffer name, transforms, prefilter, version kind)]
+        self.tx_prefilters: dict[tuple, list] = {}
+        # (app, to_server) -> [(version kind, [(buffer name, transforms, prefilter)])]: scans reused per kind
+        self.tx_kinds: dict[tuple, list] = {}
         self.nofp_any: list[int] = []
         self.nofp_port: dict[int, list[int]] = {}
         self.tx_nofp: dict[str, list[int]] = {}
@@ -206,7 +210,15 @@ class DetectionEngine:
                         ports = [p for lo, hi in r.dport.ranges for p in range(lo, hi + 1)]
                     elif not cr.sport_any and _port_count(r.sport) <= _PORT_BUCKET_MAX:
                         ports = [-1 - p for lo, hi in r.sport.ranges for p in range(lo, hi + 1)]
-                    entries.setdefault((g, key), []).append((fp.pattern, fp.nocase, cr.idx, ports))
+                    entry = (fp.pattern, fp.nocase, cr.idx, ports)
+                    if key in _SAME_AS_FILE_DATA:
+                        key = "file.data"     # the same bytes: one scan serves both (tx_dir picks the body)
+                    if fp.buffer == "pkt_data":
+                        entries.setdefault((g, key, None), []).append(entry)
+                    else:
+                        # one database per direction: a response packet never scans for request-only rules
+                        for d in ((True, False) if cr.tx_dir is None else (cr.tx_dir,)):
+                            entries.setdefault((g, key, d), []).append(entry)
                     if cr.is_tx and fp.buffer == "pkt_data":
                         grp.tx_in_pkt = True
                 elif cr.is_tx:
@@ -225,7 +237,29 @@ class DetectionEngine:
                         for port in range(lo, hi + 1):
                             grp.nofp_port.setdefault(port, []).append(cr.idx)
         self.compiled_from_cache = 0
-        for (g, key), ents in entries.items():
+        for (g, key, d), ents in list(entries.items()):
+            if key != "pkt_data":
+                continue
+            # Suricata's per-port groups for the payload: a rule bound to a few ports gets its fast pattern in
+            # a small database of each of those ports, scanned only for packets to/from them. Single-byte
+            # patterns like "|05|" (DCERPC on 135) would otherwise hit nearly every payload.
+            by_port: dict[int, list] = {}
+            rest = []
+            for e in ents:
+                if e[3] is not None and len(e[3]) <= _PORT_DB_MAX_PORTS:
+                    for pk in e[3]:
+                        by_port.setdefault(pk, []).append((e[0], e[1], e[2]))
+                else:
+                    rest.append(e)
+            entries[(g, key, d)] = rest
+            grp = self.groups[g]
+            for pk, pents in by_port.items():
+                pf = BufferPrefilter(pents, cache_dir)
+                self.compiled_from_cache += pf.from_cache
+                grp.port_prefilters[pk] = pf
+        for (g, key, d), ents in entries.items():
+            if not ents:
+                continue
             pf = BufferPrefilter(ents, cache_dir)
             self.compiled_from_cache += pf.from_cache
             grp = self.groups[g]
@@ -234,7 +268,8 @@ class DetectionEngine:
                 grp.prefilters[key] = pf
             else:
                 app = _APP_OF_BUFFER.get(name)
-                grp.tx_prefilters.setdefault(app, []).append((name, tuple(transforms), pf, _version_kind(name)))
+                grp.tx_prefilters.setdefault((app, d), []).append((name, tuple(transforms), pf,
+                                                                   _version_kind(name)))
         for grp in self.groups.values():
             for app, entries_ in grp.tx_prefilters.items():
                 kinds: dict[int, list] = {}
@@ -248,6 +283,7 @@ class DetectionEngine:
         self.xbits: OrderedDict = OrderedDict()
         self.thresholds: OrderedDict = OrderedDict()
         self.evaluated = 0          # full rule evaluations (for profiling/benchmarks)
+        self._bufcache: dict = {}   # transaction buffers built for the current packet
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -268,6 +304,13 @@ class DetectionEngine:
             pf = grp.prefilters.get("pkt_data")
             if pf is not None:
                 parts = pf.scan(pkt_data, pkt.dport, pkt.sport)
+            if grp.port_prefilters:
+                pf = grp.port_prefilters.get(pkt.dport)
+                if pf is not None:
+                    parts += pf.scan(pkt_data)
+                pf = grp.port_prefilters.get(-1 - pkt.sport)
+                if pf is not None:
+                    parts += pf.scan(pkt_data)
         if grp.nofp_any:
             parts.append(grp.nofp_any)
         lst = grp.nofp_port.get(pkt.dport)
@@ -294,6 +337,7 @@ class DetectionEngine:
             cands.update(lst)
         tx_cands: dict[int, list] = {}     # transaction rule candidates -> the (app, tx) to try
         if txs:
+            self._bufcache = {}
             scans = flow_state(flow).scans
             if len(scans) > MAX_SCAN_MEMORY:
                 scans.clear()
@@ -310,7 +354,7 @@ class DetectionEngine:
                 if memo is None or memo[0] is not whole:
                     memo = scans[(id(whole), to_server, dport, sport)] = (whole, {})
                 memo = memo[1]
-                for kind, bufs in grp.tx_kinds.get(app, ()):
+                for kind, bufs in grp.tx_kinds.get((app, to_server), ()):
                     sig = versions[kind] if versions is not None else None
                     prev = memo.get(kind)
                     if prev is not None and sig is not None and prev[0] == sig:
@@ -322,14 +366,14 @@ class DetectionEngine:
                         # a growing body: scan only what was added (plus a pattern's length of overlap)
                         hits.update(prev[1])
                         for name, transforms, pf in bufs:
-                            for buf in _tx_buffers(app, tx, name, to_server):
+                            for buf in self._buffers(app, tx, name, to_server):
                                 if transforms:
                                     buf = apply_transforms(buf, transforms)
                                 for tup in pf.scan(buf[max(0, prev[0] - pf.max_len + 1):], dport, sport):
                                     hits.update(tup)
                     else:
                         for name, transforms, pf in bufs:
-                            for buf in _tx_buffers(app, tx, name, to_server):
+                            for buf in self._buffers(app, tx, name, to_server):
                                 if transforms:
                                     buf = apply_transforms(buf, transforms)
                                 for tup in pf.scan(buf, dport, sport):
@@ -410,6 +454,15 @@ class DetectionEngine:
             if rule.action == "pass" and out and out[-1].rule is rule:
                 break
         return out
+
+    def _buffers(self, app: str, tx, name: str, to_server) -> list[bytes]:
+        """_tx_buffers, built once per packet (the prefilter and every candidate rule share them)."""
+        key = (id(tx), name, to_server)
+        cache = self._bufcache
+        bufs = cache.get(key)
+        if bufs is None:
+            bufs = cache[key] = _tx_buffers(app, tx, name, to_server)
+        return bufs
 
     # ------------------------------------------------------------------ conditions
     def _header(self, cr: _CRule, pkt, flow, to_server: bool, state, established: bool) -> bool:
@@ -504,7 +557,7 @@ class DetectionEngine:
                 return False
         for ml, direction in cr.tx_lists:
             d = to_server if direction is None else direction
-            bufs = _tx_buffers(app, tx, ml.buffer, d)
+            bufs = self._buffers(app, tx, ml.buffer, d)
             if not bufs:
                 return False
             ok = False

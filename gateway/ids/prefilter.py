@@ -17,6 +17,7 @@ from pathlib import Path
 
 import hyperscan
 
+SMALL_DB = 8                # at most this many patterns: plain substring checks instead of Hyperscan
 _FLAGS_CASE = hyperscan.HS_FLAG_SINGLEMATCH
 _FLAGS_NOCASE = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_CASELESS
 
@@ -41,7 +42,8 @@ class BufferPrefilter:
     destination port set is only returned for packets to one of those ports (Suricata's port grouping:
     "|05|" of a DCERPC rule for port 135 hits nearly every packet, but is only a candidate on port 135)."""
 
-    __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len", "_any_only")
+    __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len", "_any_only",
+                 "_literals", "_any_nocase")
 
     def __init__(self, entries: list[tuple], cache_dir: Path | None = None):
         """entries: (pattern, nocase, rule_index[, ports]) with ports None (any) or an iterable of port keys:
@@ -67,7 +69,14 @@ class BufferPrefilter:
         self.patterns = tuple(ids)
         self.max_len = max((len(p) for p, _ in self.patterns), default=0)   # for incremental scans
         self.from_cache = False
-        self.db = self._build(cache_dir) if self.patterns else None
+        # a handful of patterns: bytes.find in C beats a Hyperscan call through the binding (~5 us each)
+        self._literals = None
+        self._any_nocase = any(nc for _, nc in self.patterns)
+        if len(self.patterns) <= SMALL_DB:
+            self._literals = tuple((p, nc, pid) for pid, (p, nc) in enumerate(self.patterns))
+            self.db = None
+        else:
+            self.db = self._build(cache_dir) if self.patterns else None
         hits: list[int] = []
         self._hits = hits
         append = hits.append
@@ -111,12 +120,21 @@ class BufferPrefilter:
 
     def scan(self, data: bytes, dport: int = -1, sport: int = -1) -> list[tuple[int, ...]]:
         """The rule-index tuples of every pattern present in data (each pattern at most once)."""
-        db = self.db
-        if db is None or not data:
+        if not data:
             return []
         hits = self._hits
         hits.clear()
-        db.scan(data, match_event_handler=self._on_match)
+        db = self.db
+        if db is None:
+            lits = self._literals
+            if not lits:
+                return []
+            low = data.lower() if self._any_nocase else data
+            for pat, nc, pid in lits:
+                if pat in (low if nc else data):
+                    hits.append(pid)
+        else:
+            db.scan(data, match_event_handler=self._on_match)
         if not hits:
             return []
         if self._any_only is not None:
