@@ -57,6 +57,9 @@ class IdsStage(Stage):
             data = pkt.payload
         app = flow.state.get("applayer")
         txs = app.updated if app is not None and app.ctx is ctx else ()
+        if data and app is not None and app.proto == "tls" and app.parser is not None and app.parser.done:
+            # Suricata's default tls encryption-handling: no payload inspection of the encrypted records
+            data = b""
         try:
             matches = self.engine.inspect(pkt, flow, ctx.to_server, data, txs, established)
         except Exception as e:  # noqa: BLE001 - detection must never take the worker down
