@@ -46,7 +46,7 @@ MAX_THRESHOLD_ENTRIES = 65536
 class _CRule:
     """A rule plus what the engine precomputes for it."""
 
-    __slots__ = ("rule", "idx", "order", "pkt_lists", "tx_lists", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
+    __slots__ = ("rule", "idx", "order", "pkt_lists", "tx_lists", "kinds", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
                  "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits")
 
     def __init__(self, rule: Rule, idx: int):
@@ -63,6 +63,11 @@ class _CRule:
             to_server = True if d == "to_server" else False if d == "to_client" else flow_dir
             tx_lists.append((ml, to_server))
         self.tx_lists = tuple(tx_lists)
+        # the version kinds (see _version_kind) of the buffers the rule reads; None: not memoisable
+        kinds = {_version_kind(ml.buffer) for ml, _ in tx_lists}
+        if rule.urilen is not None:
+            kinds.add(0)
+        self.kinds = tuple(sorted(kinds)) if rule.tls_version is None else None
         # the direction a transaction rule is inspected in (Suricata registers it with the app-layer
         # inspection engines of that direction): to_client if any buffer only exists there, to_server if
         # every buffer is a request one, else the flow keyword's (None: both)
@@ -336,6 +341,7 @@ class DetectionEngine:
         for lst in parts:
             cands.update(lst)
         tx_cands: dict[int, list] = {}     # transaction rule candidates -> the (app, tx) to try
+        txversions: dict[int, tuple] = {}
         if txs:
             self._bufcache = {}
             scans = flow_state(flow).scans
@@ -350,6 +356,7 @@ class DetectionEngine:
                 # each buffer's last scan is reused until the part of the tx it comes from changes
                 whole = getattr(tx, "partial_of", None) or tx
                 versions = _tx_versions(app, tx, to_server)
+                txversions[id(tx)] = versions
                 memo = scans.get((id(whole), to_server, dport, sport))
                 if memo is None or memo[0] is not whole:
                     memo = scans[(id(whole), to_server, dport, sport)] = (whole, {})
@@ -425,6 +432,7 @@ class DetectionEngine:
             else:
                 matched = []
                 txmem = state.tx
+                failed = state.failed
                 for app, tx in tl:
                     if cr.app is not None and cr.app != app:
                         continue
@@ -432,8 +440,23 @@ class DetectionEngine:
                     seen = txmem.get(id(whole))
                     if seen is not None and seen[0] is whole and i in seen[1]:
                         continue
+                    # a rule that failed on this tx is not evaluated again until a buffer it reads changed
+                    # (Suricata's per-transaction detect state does the same)
+                    fkey = sig = None
+                    if not cr.pkt_lists and cr.kinds is not None:
+                        versions = txversions.get(id(tx))
+                        if versions is not None:
+                            sig = tuple([versions[k] for k in cr.kinds])
+                            fkey = (id(whole), i, to_server)
+                            prev = failed.get(fkey)
+                            if prev is not None and prev[0] is whole and prev[1] == sig:
+                                continue
                     self.evaluated += 1
                     if not self._tx_match(cr, app, tx, to_server, pkt_data):
+                        if fkey is not None:
+                            if len(failed) > MAX_SCAN_MEMORY:
+                                failed.clear()
+                            failed[fkey] = (whole, sig)
                         continue
                     if seen is None or seen[0] is not whole:
                         seen = txmem[id(whole)] = (whole, set())
@@ -644,7 +667,7 @@ class DetectionEngine:
 class FlowIdsState:
     """The engine's per-flow state (flow.state["ids"])."""
 
-    __slots__ = ("bits", "tx", "est", "passed", "scans")
+    __slots__ = ("bits", "tx", "est", "passed", "scans", "failed")
 
     def __init__(self) -> None:
         self.bits: set[str] = set()                 # flowbits
@@ -652,6 +675,7 @@ class FlowIdsState:
         self.est = False                            # established after the previous packet
         self.passed = False                         # a pass rule matched: no more inspection
         self.scans: dict = {}                       # prefilter results per tx buffer (see inspect)
+        self.failed: dict = {}                      # (tx, rule, dir) -> buffer versions it failed on
 
 
 def flow_state(flow) -> FlowIdsState:
