@@ -226,3 +226,29 @@ def test_detection_never_raises_out_of_the_stage(tmp_path):
     stage.engine.inspect = boom
     verdicts = run(insp, conversation([(b"a", True)]))
     assert Verdict.DROP not in verdicts and stage.errors == len(verdicts) and "bug" in stage.last_error
+
+
+def test_file_data_pattern_split_across_body_segments(tmp_path):
+    # the prefilter scans a growing body incrementally; a pattern cut by a segment boundary must still hit
+    insp, events, _ = inspector(tmp_path,
+        'alert http any any -> any any (msg:"body"; flow:to_client; file.data; content:"MALICIOUS-MARKER"; sid:1;)\n'
+        'alert http any any -> any any (msg:"uri+body"; http.uri; content:"/dl"; file.data; content:"tail-end"; sid:2;)\n')
+    body = b"A" * 3000 + b"MALICIOUS-MARKER" + b"B" * 3000 + b"tail-end"
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    resp = head + body
+    cut = len(head) + 3008                      # inside the marker
+    chunks = [(b"GET /dl HTTP/1.1\r\nHost: h\r\n\r\n", True), (resp[:cut], False), (resp[cut:cut + 1500], False),
+              (resp[cut + 1500:], False)]
+    run(insp, conversation(chunks))
+    assert sorted(a["alert"]["signature_id"] for a in alerts(events)) == [1, 2]
+
+
+def test_failed_rule_reevaluated_when_its_buffer_changes(tmp_path):
+    insp, events, _ = inspector(tmp_path,
+        'alert http any any -> any any (msg:"late"; flow:to_client; file.data; content:"start"; content:"late"; '
+        'distance:0; sid:3;)\n')
+    body = b"start" + b"x" * 2000 + b"late"
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    run(insp, conversation([(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", True), (resp[:200], False),
+                            (resp[200:], False)]))
+    assert [a["alert"]["signature_id"] for a in alerts(events)] == [3]
