@@ -252,3 +252,15 @@ def test_failed_rule_reevaluated_when_its_buffer_changes(tmp_path):
     run(insp, conversation([(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", True), (resp[:200], False),
                             (resp[200:], False)]))
     assert [a["alert"]["signature_id"] for a in alerts(events)] == [3]
+
+
+def test_stream_versus_packet_payload(tmp_path):
+    insp, events, _ = inspector(tmp_path,
+        'alert tcp any any -> any any (msg:"stream"; content:"HELLOWORLD"; sid:1;)\n'
+        'alert tcp any any -> any any (msg:"packet"; flow:no_stream; content:"HELLOWORLD"; sid:2;)\n'
+        'alert tcp any any -> any any (msg:"packet part"; flow:no_stream; content:"HELLO"; sid:3;)\n')
+    pkts = [d for d, _ in handshake(C, S, 40000, 80)]
+    # "WORLD" arrives first (out of order), then "HELLO" fills the hole: the stream sees HELLOWORLD at once
+    pkts += [tcp(C, S, 40000, 80, "PA", 1006, 5001, b"WORLD"), tcp(C, S, 40000, 80, "PA", 1001, 5001, b"HELLO")]
+    run(insp, pkts)
+    assert sorted(a["alert"]["signature_id"] for a in alerts(events)) == [1, 3]

@@ -46,7 +46,7 @@ MAX_THRESHOLD_ENTRIES = 65536
 class _CRule:
     """A rule plus what the engine precomputes for it."""
 
-    __slots__ = ("rule", "idx", "order", "pkt_lists", "tx_lists", "kinds", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
+    __slots__ = ("rule", "idx", "order", "pkt_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
                  "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits")
 
     def __init__(self, rule: Rule, idx: int):
@@ -82,6 +82,7 @@ class _CRule:
         self.sport_any = rule.sport.is_any
         self.dport_any = rule.dport.is_any
         self.needs_payload = bool(self.pkt_lists)
+        self.stream_mode = rule.flow.stream if rule.flow is not None else None   # "only" | "no" | None
         # Suricata's action scope: a drop/reject by a transaction or stream rule, or by an IP-only rule
         # (addresses and ports only), ends the flow; one by a per-packet rule (flags, dsize, flow, ttl,
         # ...) drops that packet only
@@ -423,10 +424,18 @@ class DetectionEngine:
             if tl is None:
                 if cr.is_tx:
                     continue
-                if cr.needs_payload and not pkt_data:
+                data = pkt_data
+                if cr.stream_mode is not None and pkt.proto == PROTO_TCP:
+                    # flow:no_stream / tcp-pkt: the packet's own payload; only_stream / tcp-stream: only
+                    # reassembled bytes of a tracked stream
+                    if cr.stream_mode == "no":
+                        data = pkt.payload
+                    elif flow.streams is None:
+                        continue
+                if cr.needs_payload and not data:
                     continue
                 self.evaluated += 1
-                if not all(match_list(ml, pkt_data) for ml in cr.pkt_lists):
+                if not all(match_list(ml, data) for ml in cr.pkt_lists):
                     continue
                 matched = [(None, None)]
             else:
