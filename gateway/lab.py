@@ -21,6 +21,8 @@ Python API (tests, benchmarks, `gateway lab demo`):
         lab.ping("lan", "198.18.0.10", count=2) # replies received (ICMP from Python, no iputils needed)
         lab.start_tcp_sender("wan", "198.18.0.10", 9000, path)   # raw TCP bulk sender (no app protocol)
         lab.tcp_fetch("lan", "198.18.0.10", 9000, out_path)      # -> bytes received
+        lab.start_dns("wan", "198.18.0.10")     # tiny UDP DNS server: every A query -> 198.18.0.10
+        lab.resolve("lan", "198.18.0.10", "x.example")           # -> "198.18.0.10", or None (no answer)
         lab.www                                 # directory the HTTP servers serve (write test files here)
         gw = lab.start_gateway(config_dict)     # `gateway run` inside {p}-gw; see InlineGateway
         gw.wait_ready(); gw.metrics(); gw.stop()
@@ -309,6 +311,28 @@ class Lab:
         if r.returncode != 0:
             raise LabError(f"tcp fetch {addr}:{port} from {self.ns(role)}: {r.stderr.strip()}")
         return int(r.stdout.strip())
+
+    def start_dns(self, role: str, addr: str, answer: str | None = None, port: int = 53,
+                  timeout: float = 10.0) -> subprocess.Popen:
+        """A minimal UDP DNS server in a namespace: every A query is answered with `answer` (default: its own
+        address), anything else with an empty NOERROR. Returns once it listens."""
+        p = self.popen(role, [sys.executable, "-m", "gateway.lab", "dns", addr, str(port), answer or addr],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        import select
+
+        ready, _, _ = select.select([p.stdout], [], [], timeout)
+        if not (ready and p.stdout.readline().startswith(b"listening")):
+            raise LabError(f"DNS server {addr}:{port} in {self.ns(role)} did not start")
+        return p
+
+    def resolve(self, role: str, server: str, name: str, timeout: float = 2.0, port: int = 53) -> str | None:
+        """One A query from a namespace to `server`; the first address of the answer, or None when no
+        answer came back within `timeout`."""
+        r = self.exec(role, [sys.executable, "-m", "gateway.lab", "resolve", server, str(port), name, str(timeout)],
+                      timeout=timeout + 10)
+        if r.returncode not in (0, 1):
+            raise LabError(f"resolve {name} via {server} from {self.ns(role)}: {r.stderr.strip()}")
+        return r.stdout.strip() or None
 
     def start_gateway(self, config: dict | str | Path, queues: int | None = None,
                       signatures: str | None = None) -> InlineGateway:
@@ -612,6 +636,80 @@ def _fetch(addr: str, port: int, out: str, timeout: float, rate: int = 0) -> int
     return total
 
 
+def _dns_name(msg: bytes, pos: int) -> tuple[bytes, int]:
+    """The uncompressed QNAME at `pos` (queries carry no pointers) and the offset after it."""
+    labels = []
+    while True:
+        n = msg[pos]
+        if n == 0:
+            return b".".join(labels), pos + 1
+        if n > 63 or pos + 1 + n > len(msg) or len(labels) >= 127:
+            raise ValueError("bad name")
+        labels.append(msg[pos + 1:pos + 1 + n])
+        pos += 1 + n
+
+
+def _dns_serve(addr: str, port: int, answer: str) -> None:
+    import socket
+    import struct
+
+    rdata = socket.inet_aton(answer)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((addr, port))
+    print("listening", flush=True)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    while True:
+        msg, peer = sock.recvfrom(512)
+        try:
+            qid, flags, qdcount = struct.unpack_from("!HHH", msg)
+            if flags & 0x8000 or qdcount != 1:          # a response, or not one question: ignore it
+                continue
+            _, end = _dns_name(msg, 12)
+            qtype, qclass = struct.unpack_from("!HH", msg, end)
+        except (struct.error, ValueError, IndexError):
+            continue
+        question = msg[12:end + 4]
+        ancount = 1 if qtype == 1 and qclass == 1 else 0
+        reply = struct.pack("!HHHHHH", qid, 0x8180 | (flags & 0x0100), 1, ancount, 0, 0) + question
+        if ancount:
+            reply += struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + rdata
+        sock.sendto(reply, peer)
+
+
+def _resolve(server: str, port: int, name: str, timeout: float) -> str:
+    import random
+    import socket
+    import struct
+
+    qid = random.randrange(1 << 16)
+    qname = b"".join(bytes([len(label)]) + label for label in name.strip(".").encode().split(b".")) + b"\0"
+    query = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(query, (server, port))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = sock.recv(4096)
+            except TimeoutError:
+                break
+            if len(msg) < 12 or struct.unpack_from("!H", msg)[0] != qid:
+                continue
+            ancount = struct.unpack_from("!H", msg, 6)[0]
+            pos = 12 + len(qname) + 4
+            for _ in range(ancount):
+                while msg[pos] and msg[pos] < 0xC0:     # skip the owner name (labels, then maybe a pointer)
+                    pos += 1 + msg[pos]
+                pos += 2 if msg[pos] >= 0xC0 else 1
+                rtype, _, _, rdlen = struct.unpack_from("!HHIH", msg, pos)
+                pos += 10
+                if rtype == 1 and rdlen == 4:
+                    return socket.inet_ntoa(msg[pos:pos + 4])
+                pos += rdlen
+            return ""
+    return ""
+
+
 def _ping(dst: str, count: int, timeout: float) -> int:
     import select
     import socket
@@ -655,7 +753,14 @@ if __name__ == "__main__":
                      int(sys.argv[6]) if len(sys.argv) > 6 else 0))
     elif sys.argv[1:2] == ["ping"]:
         print(_ping(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+    elif sys.argv[1:2] == ["dns"]:
+        _dns_serve(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif sys.argv[1:2] == ["resolve"]:
+        found = _resolve(sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5]))
+        print(found)
+        sys.exit(0 if found else 1)
     else:
         print("usage: python -m gateway.lab serve ADDR PORT DIR | send ADDR PORT FILE | "
-              "fetch ADDR PORT OUT TIMEOUT [RATE] | ping DST COUNT TIMEOUT", file=sys.stderr)
+              "fetch ADDR PORT OUT TIMEOUT [RATE] | ping DST COUNT TIMEOUT | dns ADDR PORT ANSWER | "
+              "resolve SERVER PORT NAME TIMEOUT", file=sys.stderr)
         sys.exit(2)

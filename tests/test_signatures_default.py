@@ -198,7 +198,8 @@ def test_every_default_rule_loads_and_is_well_formed():
     assert ruleset.rejected == [], [(r.line, r.sid, r.reason, r.detail) for r in ruleset.rejected]
     sids = [r.sid for r in ruleset.rules]
     assert len(sids) == len(set(sids)) >= 20
-    classtypes = set(re.findall(r"^config classification:\s*([^,]+),", CLASSIFICATION.read_text(), re.M))
+    classtypes = set(re.findall(r"^config classification:\s*([^,]+),", CLASSIFICATION.read_text(),
+                                re.MULTILINE))
     for r in ruleset.rules:
         assert 9_000_000 <= r.sid < 9_001_000, r.sid
         assert r.msg.startswith("CLINIC "), r.sid
