@@ -185,6 +185,8 @@ def test_ips_drop_blocks_the_rest_of_the_flow(tmp_path):
     assert verdicts[3] == Verdict.DROP and verdicts[4] == Verdict.DROP
     (a,) = alerts(events)
     assert a["alert"]["action"] == "blocked"
+    (d,) = [e for e in events if e["event_type"] == "drop"]
+    assert d["drop"]["reason"] == "rules" and d["alert"]["signature_id"] == 1
     insp, events, _ = inspector(tmp_path, rules, ips=False)       # IDS: alert only
     verdicts = run(insp, pkts)
     assert Verdict.DROP not in verdicts and alerts(events)[0]["alert"]["action"] == "allowed"

@@ -70,6 +70,7 @@ class IdsStage(Stage):
             return
         verdict = None
         whole_flow = False
+        first_block = None
         for m in matches:
             rule = m.rule
             if rule.action == "pass":
@@ -79,6 +80,7 @@ class IdsStage(Stage):
             if blocked:
                 if verdict is None:
                     verdict = _ACTION_VERDICT[rule.action]
+                    first_block = m
                 whole_flow = whole_flow or m.flow_scope
             if rule.noalert:
                 continue
@@ -87,6 +89,15 @@ class IdsStage(Stage):
             flow.alerted = True
         if verdict is not None:
             ctx.decide(verdict, "ids", whole_flow=whole_flow)
+            # Suricata's `drop` event for the packet the rule dropped (packets of a flow dropped earlier
+            # are dropped by the Inspector's sticky verdict without reaching the stages)
+            ev = packet_event("drop", pkt, flow)
+            ev["drop"] = {"len": pkt.length, "ttl": pkt.ttl, "reason": "rules"}
+            body = {"action": "blocked"}
+            body.update(self._alert_body(first_block.rule))
+            del body["_rule"]
+            ev["alert"] = body
+            ctx.emit(ev)
 
     def _alert_body(self, rule) -> dict:
         body = self._alert_cache.get(id(rule))
