@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gc
 
-from ..events import packet_event
+from ..events import eve_timestamp, packet_event
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED
 from ..packet import PROTO_TCP, SYN
 from ..pipeline import PacketContext, Stage, Verdict
@@ -121,6 +121,10 @@ class IdsStage(Stage):
         ev["direction"] = "to_server" if ctx.to_server else "to_client"
         ev["pkt_src"] = "wire/pcap" if ctx.pkt.pcap_cnt is not None else "wire/nfq"
         ev["ip_v"] = ctx.pkt.version
+        flow = ctx.flow
+        ev["flow"] = {"pkts_toserver": flow.pkts_toserver, "pkts_toclient": flow.pkts_toclient,
+                      "bytes_toserver": flow.bytes_toserver, "bytes_toclient": flow.bytes_toclient,
+                      "start": eve_timestamp(flow.start_ts)}
         body = {"action": "blocked" if blocked else "allowed"}
         body.update(self._alert_body(m.rule))
         del body["_rule"]
