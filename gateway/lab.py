@@ -74,6 +74,8 @@ ROLES = tuple(s.role for s in SEGMENTS) + ("gw",)
 SERVERS = (("wan", "198.18.0.10", 80), ("wan", "198.18.0.10", 8080), ("wan", "198.18.0.10", 445),
            ("lan", "10.10.0.20", 443))
 EMR_ADDR = "10.10.0.20"
+# The EICAR anti-virus test file (eicar.org): harmless, and what signatures/rules/clinic.rules blocks (sid 9000001).
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 class LabError(RuntimeError):
@@ -488,6 +490,22 @@ def _describe(r: subprocess.CompletedProcess) -> tuple[bool, str]:
     return False, f"failed    curl exit {r.returncode}: {r.stderr.strip()}"
 
 
+def _describe_ips(r: subprocess.CompletedProcess, size: int) -> tuple[bool, str]:
+    """A download the IPS should stop: the response headers get through, the file does not."""
+    code, got = (r.stdout.split() + ["?", "?"])[:2]
+    if r.returncode == 0 and got == str(size):
+        return True, f"allowed   HTTP {code}, {got} bytes: NOT blocked (is the IPS on? see signatures/README.md)"
+    if code in ("000", "?"):
+        return False, "blocked   by the IPS: no response arrived, curl gave up"
+    return False, f"blocked   by the IPS mid-transfer: HTTP {code} headers arrived, {got} of {size} file bytes"
+
+
+def _alert_line(ev: dict) -> str:
+    a = ev.get("alert") or {}
+    return (f"  alert {ev.get('src_ip')}:{ev.get('src_port', '')} -> {ev.get('dest_ip')}:{ev.get('dest_port', '')} "
+            f"{ev.get('proto')} {a.get('action')} sid {a.get('signature_id')} \"{a.get('signature')}\"")
+
+
 def demo(prefix: str, config_path: str | None = None, signatures: str | None = None) -> int:
     raw = tomllib.loads(Path(config_path).read_text()) if config_path else default_config_dict()
     lab = Lab(prefix)
@@ -500,8 +518,10 @@ def demo(prefix: str, config_path: str | None = None, signatures: str | None = N
         print(f"gateway running in {lab.ns('gw')}: {len(st['workers'])} workers on NFQUEUE "
               f"{st['queues'][0]}..{st['queues'][1]}, chain {st['chain']} jumped to from FORWARD\n")
         wan, emr = lab.addr("wan"), EMR_ADDR
+        (lab.www / "eicar.com").write_bytes(EICAR)
         cases = [
             ("lan", f"http://{wan}/", "reception PC -> internet web server"),
+            ("lan", f"http://{wan}/eicar.com", "reception PC downloads a malware test file (EICAR)"),
             ("lan", f"http://{wan}:445/", "reception PC -> internet SMB port (ransomware path)"),
             ("med", f"http://{emr}:443/", "medical device -> EMR server"),
             ("med", f"http://{wan}:8080/", "medical device -> vendor maintenance portal"),
@@ -511,7 +531,10 @@ def demo(prefix: str, config_path: str | None = None, signatures: str | None = N
         ]
         allowed = blocked = 0
         for role, url, what in cases:
-            ok, text = _describe(lab.curl(role, url, max_time=2.0))
+            if url.endswith("/eicar.com"):      # dropped mid-transfer: curl waits for the rest until max_time
+                ok, text = _describe_ips(lab.curl(role, url, max_time=1.5), len(EICAR))
+            else:
+                ok, text = _describe(lab.curl(role, url, max_time=2.0))
             allowed += ok
             blocked += not ok
             print(f"  {what:52s} {url:28s} {text}", flush=True)
@@ -533,10 +556,11 @@ def demo(prefix: str, config_path: str | None = None, signatures: str | None = N
         print(f"\nEVE JSON: {len(events)} events ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})")
         for ev in events:
             kind = ev.get("event_type")
-            if kind in ("drop", "alert"):
-                detail = ev.get("drop") or ev.get("alert") or {}
-                print(f"  {kind:5s} {ev.get('src_ip')} -> {ev.get('dest_ip')}:{ev.get('dest_port', '')} "
-                      f"{ev.get('proto')} {json.dumps(detail)}")
+            if kind == "alert":
+                print(_alert_line(ev))
+            elif kind == "drop":
+                print(f"  drop  {ev.get('src_ip')} -> {ev.get('dest_ip')}:{ev.get('dest_port', '')} "
+                      f"{ev.get('proto')} {json.dumps(ev.get('drop') or {})}")
         left = lab.exec("gw", ["iptables-save"], timeout=10).stdout
         print(f"\ngateway stopped (exit {rc}); rules left in {lab.ns('gw')}: "
               f"{'NONE' if st['chain'] not in left else 'SOME (bug!)'}")

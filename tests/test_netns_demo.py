@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,12 @@ def test_demo_shows_allowed_and_blocked_traffic_and_cleans_up():
         assert "connection refused at once" in out, out        # a reject rule: RST from the gateway
         assert "dropped silently" in out, out                  # a deny rule: nothing comes back
         assert "gateway_packets_total{" in out, out
+        # the IPS: the EICAR download is stopped by the default signature set, and the alert is listed
+        eicar = next(line for line in out.splitlines() if "downloads a malware test file (EICAR)" in line)
+        assert "blocked   by the IPS mid-transfer" in eicar and "0 of 68 file bytes" in eicar, out
+        assert re.search(r'alert 198\.18\.0\.10:80 -> 10\.10\.0\.10:\d+ TCP blocked sid 9000001 "CLINIC MALWARE EICAR',
+                         out), out
+        assert 'reason="ids",verdict="drop"' in out, out
         assert "rules left in" in out and ": NONE" in out, out
     finally:
         Lab(prefix).down()
