@@ -19,6 +19,22 @@ into these metrics every `FOLD_INTERVAL` seconds.
     gateway_workers_up                                workers currently bound to their queue
     gateway_eve_events_total{worker}                  EVE events written
     gateway_nfqueue_errors_total{worker}              error replies from nfnetlink_queue
+    gateway_alerts_total{worker,action,category,severity}  IDS alerts (action "blocked" | "allowed")
+    gateway_firewall_blocks_total{worker,rule,action} firewall `drop` events (drop.reason "firewall";
+                                                      action "drop" | "reject")
+    gateway_anomalies_total{worker,type}              `anomaly` events logged (type "decode" | "applayer")
+    gateway_signatures_loaded{kind}                   signatures the running stages were built from
+    gateway_signatures_rejected{kind}                 signatures refused at load (`gateway rules check`)
+    gateway_build_info{version}                       1
+
+Threat counters come from the events, not the packets (EventCounter wraps the worker's EVE sink), so
+they cost nothing per clean packet and work without an EVE file. Their labels are bounded: category is
+the classification.config description (a few dozen), severity 1..4 else "other", firewall rules are
+operator config; every label keeps at most MAX_LABEL_VALUES values per worker, then "other". There is
+deliberately no signature-id label (unbounded, and multiprocess mode allows no top-N collector):
+per-signature detail lives in EVE (alert.signature_id). A firewall rule with `log = false` emits no
+event, so its blocks show only in gateway_packets_total{reason="firewall"}. Anomaly events are rate-capped
+by their producers; the exact count of malformed packets is gateway_packets_total{reason="malformed"}.
 """
 from __future__ import annotations
 
@@ -80,6 +96,33 @@ class Metrics:
         self.eve_events = Counter("gateway_eve_events", "EVE JSON events written", ["worker"], **kw)
         self.nfq_errors = Counter("gateway_nfqueue_errors", "Error replies from nfnetlink_queue", ["worker"],
                                   **kw)
+        self.alerts = Counter("gateway_alerts", "IDS alerts by action (blocked/allowed), category and severity",
+                              ["worker", "action", "category", "severity"], **kw)
+        self.firewall_blocks = Counter("gateway_firewall_blocks", "Firewall drop events by rule and action",
+                                       ["worker", "rule", "action"], **kw)
+        self.anomalies = Counter("gateway_anomalies", "Anomaly events logged, by type", ["worker", "type"], **kw)
+        # Set by the supervisor alone; "max" so a forked worker's copy (never set) cannot add to it.
+        self.signatures_loaded = Gauge("gateway_signatures_loaded", "Signatures loaded into the running stages",
+                                       ["kind"], multiprocess_mode="max", **kw)
+        self.signatures_rejected = Gauge("gateway_signatures_rejected", "Signatures refused at load",
+                                         ["kind"], multiprocess_mode="max", **kw)
+        self.build_info = Gauge("gateway_build_info", "Always 1; the version label says which build runs",
+                                ["version"], multiprocess_mode="max", **kw)
+
+    def set_build_info(self) -> None:
+        from . import __version__
+
+        self.build_info.labels(__version__).set(1)
+
+    def set_signature_counts(self, stages) -> None:
+        """Loaded/rejected counts of the stages the supervisor built (an IDS stage keeps its RuleSet)."""
+        for stage in stages:
+            ruleset = getattr(stage, "ruleset", None)
+            if ruleset is None:
+                continue
+            kind = f"{getattr(stage, 'name', 'stage')}_rules"
+            self.signatures_loaded.labels(kind).set(len(getattr(ruleset, "rules", ())))
+            self.signatures_rejected.labels(kind).set(len(getattr(ruleset, "rejected", ())))
 
 
 class PacketTimer:
@@ -166,6 +209,75 @@ class WorkerCounters:
     def add_nfq_errors(self, n: int) -> None:
         if n:
             self._nfq_errors.inc(n)
+
+
+MAX_LABEL_VALUES = 64          # distinct values one label may take per worker before "other"
+MAX_LABEL_CHARS = 120
+SEVERITIES = ("1", "2", "3", "4")
+
+
+class EventCounter:
+    """The sink the worker gives the Inspector: passes each event on (to EveWriter, or nowhere) and counts
+    alerts, firewall drops and anomalies in plain dicts; `fold()` adds them to the counters off the packet
+    path. Never raises on an odd event: a counter must not cost an event or a packet."""
+
+    def __init__(self, metrics: Metrics, worker: str, sink=None):
+        self.metrics = metrics
+        self.worker = worker
+        self.sink = sink
+        self.errors = 0
+        self._pending: dict[tuple, int] = {}
+        self._children: dict[tuple, object] = {}
+        self._seen: dict[str, set[str]] = {"category": set(), "rule": set(), "type": set()}
+
+    def __call__(self, event: dict) -> None:
+        if self.sink is not None:
+            self.sink(event)
+        kind = event.get("event_type")
+        if kind != "alert" and kind != "drop" and kind != "anomaly":
+            return
+        try:
+            key = self._key(kind, event)
+        except Exception:  # noqa: BLE001 - see the class docstring
+            self.errors += 1
+            return
+        if key is not None:
+            self._pending[key] = self._pending.get(key, 0) + 1
+
+    def _bounded(self, label: str, value) -> str:
+        value = str(value)[:MAX_LABEL_CHARS] if value not in (None, "") else "none"
+        seen = self._seen[label]
+        if value not in seen:
+            if len(seen) >= MAX_LABEL_VALUES:
+                return "other"
+            seen.add(value)
+        return value
+
+    def _key(self, kind: str, event: dict) -> tuple:
+        if kind == "alert":
+            a = event.get("alert") or {}
+            action = "blocked" if a.get("action") == "blocked" else "allowed"
+            severity = str(a.get("severity"))
+            return ("alert", action, self._bounded("category", a.get("category") or "unclassified"),
+                    severity if severity in SEVERITIES else "other")
+        if kind == "drop":
+            d = event.get("drop") or {}
+            if d.get("reason") != "firewall":
+                return None     # the IDS's Suricata-style drop record (reason "rules"): its alert counts
+            action = "reject" if d.get("action") == "reject" else "drop"
+            return ("drop", self._bounded("rule", d.get("rule")), action)
+        a = event.get("anomaly") or {}
+        return ("anomaly", self._bounded("type", a.get("type")))
+
+    def fold(self) -> None:
+        pending, self._pending = self._pending, {}
+        for key, n in pending.items():
+            child = self._children.get(key)
+            if child is None:
+                m = self.metrics
+                metric = m.alerts if key[0] == "alert" else m.firewall_blocks if key[0] == "drop" else m.anomalies
+                child = self._children[key] = metric.labels(self.worker, *key[1:])
+            child.inc(n)
 
 
 def registry_for_scrape():

@@ -187,3 +187,143 @@ def test_packet_timer_buckets():
         t.add(s)
     assert t.counts == [2, 1, 1]          # le=1 is inclusive, like Prometheus
     assert t.total == 6.0
+
+
+def test_event_counter_counts_threats_and_passes_every_event_on(tmp_path):
+    """Alerts, firewall drops and anomalies become counters with bounded labels; every event still
+    reaches the EVE writer; other event types count nothing."""
+    out = run_py("""
+        import json, sys
+        from pathlib import Path
+        from gateway.metrics import prepare_multiproc_dir, Metrics, EventCounter, scrape_text
+        prepare_multiproc_dir(Path(sys.argv[1]) / "prom")
+        seen = []
+        c = EventCounter(Metrics(), "2", seen.append)
+        trojan = "A Network Trojan was detected"
+        for action, sev in (("blocked", 1), ("blocked", 1), ("allowed", 1), ("allowed", 3)):
+            c({"event_type": "alert", "alert": {"action": action, "signature_id": 2000001, "signature": "x",
+                                                 "category": trojan, "severity": sev}})
+        c({"event_type": "alert", "alert": {"action": "allowed", "category": "", "severity": 255}})
+        c({"event_type": "drop", "drop": {"reason": "firewall", "action": "drop", "rule": "no-smb-out"}})
+        c({"event_type": "drop", "drop": {"reason": "firewall", "action": "reject", "rule": "default:lan"}})
+        c({"event_type": "drop", "drop": {"reason": "rules"}, "alert": {"action": "blocked"}})
+        c({"event_type": "anomaly", "anomaly": {"type": "decode", "event": "truncated"}})
+        c({"event_type": "anomaly", "anomaly": {"type": "applayer", "app_proto": "http"}})
+        c({"event_type": "flow", "flow": {}})
+        c({"event_type": "alert", "alert": None})              # odd event: counted as allowed, never raises
+        print("before-fold", scrape_text().count("gateway_alerts_total{"))
+        c.fold()
+        c.fold()                                               # nothing pending: adds nothing
+        print(scrape_text())
+        print("passed-on", len(seen), "errors", c.errors)
+    """, tmp_path)
+    assert "before-fold 0" in out                  # counted in plain ints until the fold
+    assert "passed-on 12 errors 0" in out
+    trojan = "A Network Trojan was detected"
+    assert metric(out, "gateway_alerts_total", worker="2", action="blocked", category=trojan, severity="1") == 2
+    assert metric(out, "gateway_alerts_total", action="allowed", severity="1") == 1
+    assert metric(out, "gateway_alerts_total", action="allowed", severity="3") == 1
+    assert metric(out, "gateway_alerts_total", category="unclassified", severity="other") == 2
+    assert metric(out, "gateway_alerts_total") == 6
+    assert metric(out, "gateway_firewall_blocks_total", worker="2", rule="no-smb-out", action="drop") == 1
+    assert metric(out, "gateway_firewall_blocks_total", rule="default:lan", action="reject") == 1
+    assert metric(out, "gateway_anomalies_total", type="decode") == 1
+    assert metric(out, "gateway_anomalies_total", type="applayer") == 1
+    assert 'signature_id' not in out and "2000001" not in out
+
+
+def test_event_counter_bounds_label_values(tmp_path):
+    out = run_py("""
+        import sys
+        from pathlib import Path
+        from gateway.metrics import prepare_multiproc_dir, Metrics, EventCounter, MAX_LABEL_VALUES, scrape_text
+        prepare_multiproc_dir(Path(sys.argv[1]) / "prom")
+        c = EventCounter(Metrics(), "0")                       # no EVE file: still counts
+        for i in range(MAX_LABEL_VALUES + 50):
+            c({"event_type": "drop", "drop": {"reason": "firewall", "action": "drop", "rule": f"r{i}"}})
+        c({"event_type": "drop", "drop": {"reason": "firewall", "action": "drop", "rule": "x" * 5000}})
+        c.fold()
+        text = scrape_text()
+        print("series", text.count("gateway_firewall_blocks_total{"))
+        print(text)
+    """, tmp_path)
+    from gateway.metrics import MAX_LABEL_VALUES
+
+    assert f"series {MAX_LABEL_VALUES + 1}" in out
+    assert metric(out, "gateway_firewall_blocks_total", rule="other") == 51
+    assert metric(out, "gateway_firewall_blocks_total") == MAX_LABEL_VALUES + 51
+
+
+def test_supervisor_gauges_and_build_info_survive_forked_workers(tmp_path):
+    """Set once in the supervisor; forked workers writing their own files leave them as they are."""
+    out = run_py("""
+        import os, sys
+        from pathlib import Path
+        from gateway.metrics import prepare_multiproc_dir, Metrics, scrape_text
+        prepare_multiproc_dir(Path(sys.argv[1]) / "prom")
+        m = Metrics()
+        m.signatures_loaded.labels("ids_rules").set(7)         # what set_signature_counts does
+        m.signatures_rejected.labels("ids_rules").set(2)
+        m.set_build_info()
+        for _ in range(2):
+            pid = os.fork()
+            if pid == 0:
+                m.workers_up.set(1)
+                os._exit(0)
+            os.waitpid(pid, 0)
+        print(scrape_text())
+    """, tmp_path)
+    from gateway import __version__
+
+    assert metric(out, "gateway_signatures_loaded", kind="ids_rules") == 7
+    assert metric(out, "gateway_signatures_rejected", kind="ids_rules") == 2
+    assert metric(out, "gateway_build_info", version=__version__) == 1
+
+
+def test_real_inspector_events_become_threat_counters(tmp_path):
+    """The clinic config's firewall, an IPS rule and a malformed packet through the real Inspector with
+    the EventCounter as its sink: the counters read the fields the stages really write."""
+    rules = tmp_path / "t.rules"
+    rules.write_text('drop udp any any -> any 53 (msg:"bad dns"; content:"evil"; classtype:trojan-activity; '
+                     'priority:1; sid:1000001; rev:1;)\n'
+                     'alert udp any any -> any 53 (msg:"odd"; content:"odd"; sid:1000002; rev:1;)\n'
+                     'alert udp any any -> any 53 (msg:"broken"; nosuchkeyword; sid:1000003; rev:1;)\n')
+    out = run_py(f"""
+        import json, os, sys
+        from pathlib import Path
+        from gateway.metrics import prepare_multiproc_dir, Metrics, EventCounter, scrape_text
+        prepare_multiproc_dir(Path(sys.argv[1]) / "prom")
+        os.environ["GATEWAY_HS_CACHE"] = str(Path(sys.argv[1]) / "hs")
+        from gateway import config
+        from gateway.pipeline import Inspector
+        from gateway.signatures import SignatureSet
+        from gateway.stages import build_stages
+        from tests.conftest import tcp, udp
+        cfg = config.load("config/gateway.toml")
+        sigs = SignatureSet(root=Path(sys.argv[1]), rule_files=(Path({str(rules)!r}),), yara_files=(), lists={{}},
+                            mail_files=())
+        stages = build_stages(cfg, sigs, ips=True)
+        m = Metrics()
+        m.set_signature_counts(stages)
+        events = []
+        c = EventCounter(m, "0", events.append)
+        insp = Inspector(cfg, stages, sink=c)
+        lan, web = "10.10.0.10", "198.18.0.99"
+        insp.process(tcp(web, lan, 40000, 22, "S"), 1.0, "gw-wan", "gw-lan")       # inbound: default drop
+        insp.process(udp(lan, web, 40001, 53, b"evil.example"), 1.0, "gw-lan", "gw-wan")
+        insp.process(udp(lan, web, 40002, 53, b"odd.example"), 1.0, "gw-lan", "gw-wan")
+        insp.process(b"\\x45\\x00\\x00", 1.0, "gw-lan", "gw-wan")                 # truncated IPv4
+        c.fold()
+        print(json.dumps([e for e in events if e["event_type"] == "drop"]))
+        print(scrape_text())
+    """, tmp_path)
+    assert metric(out, "gateway_alerts_total", worker="0", action="blocked", severity="1",
+                  category="A Network Trojan was detected") == 1
+    assert metric(out, "gateway_alerts_total", action="allowed", category="unclassified") == 1
+    # the IDS also writes a Suricata-style `drop` record (reason "rules") for its blocked packet: not a
+    # firewall block, its alert already counts
+    assert metric(out, "gateway_firewall_blocks_total", rule="default:wan", action="drop") == 1
+    assert metric(out, "gateway_firewall_blocks_total") == 1
+    assert metric(out, "gateway_anomalies_total", type="decode") == 1
+    assert metric(out, "gateway_signatures_loaded", kind="ids_rules") == 2
+    assert metric(out, "gateway_signatures_rejected", kind="ids_rules") == 1

@@ -8,7 +8,8 @@ Order of start-up, each step refusing with a clear message before the next one c
   4. remove leftovers of a crashed run and install the netfilter rules (netfilter.py).
 Then it watches: a worker that dies is restarted (back-off if it keeps dying), kernel queue drops are
 turned into metrics, <state_dir>/supervisor.json names the live pids. SIGTERM/SIGINT: stop the workers,
-remove every rule installed, exit 0.
+remove every rule installed, exit 0. SIGHUP: the workers reopen the EVE file (log rotation), as Suricata
+does on SIGHUP.
 
 Workers are forked, not spawned: the config and the compiled signature set are built once here and
 shared copy-on-write, and a restart takes milliseconds.
@@ -64,6 +65,7 @@ class Supervisor:
         self.state_dir = state_dir
         self.slots = [WorkerSlot(i, cfg.gateway.queue_start + i) for i in range(queues)]
         self.stopping = False
+        self.hup = False          # SIGHUP seen: forward it to the workers (they reopen the EVE file)
         self.ctx = multiprocessing.get_context("fork")
         self.drops = QueueDropTracker(metrics) if metrics is not None else None
         self.restarts = 0
@@ -150,6 +152,19 @@ class Supervisor:
     def _on_signal(self, signum, frame) -> None:
         self.stopping = True
 
+    def _on_hup(self, signum, frame) -> None:
+        self.hup = True
+
+    def _forward_hup(self) -> None:
+        self.hup = False
+        for s in self.slots:
+            if s.proc is not None and s.proc.is_alive():
+                try:
+                    os.kill(s.proc.pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
+        log.info("SIGHUP: workers reopen the EVE file %s", self.eve_path)
+
     def run(self) -> int:
         gw = self.cfg.gateway
         installed = owns_queues = False
@@ -177,6 +192,8 @@ class Supervisor:
                     time.sleep(0.1)                            # all waiting out a restart back-off
                 if self.stopping:
                     break
+                if self.hup:
+                    self._forward_hup()
                 self._reap()
                 if self.drops is not None:
                     self.drops.update(read_queue_stats())
@@ -255,6 +272,8 @@ def main(args) -> int:
         return 2
     eve_path = cfg.gateway.eve or str(state_dir / "eve.json")
     metrics = Metrics()
+    metrics.set_build_info()
+    metrics.set_signature_counts(stages)
     try:
         server, _ = serve(cfg.metrics.listen)
     except OSError as e:
@@ -267,5 +286,6 @@ def main(args) -> int:
     sup.close_fds = (server.socket.fileno(),)
     signal.signal(signal.SIGTERM, sup._on_signal)
     signal.signal(signal.SIGINT, sup._on_signal)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)     # reload lands with the signature-bundle work
+    # SIGHUP reopens the EVE file like Suricata's; a signature reload would take SIGUSR2 (Suricata's too).
+    signal.signal(signal.SIGHUP, sup._on_hup)
     return sup.run()

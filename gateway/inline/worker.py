@@ -10,6 +10,9 @@ Verdicts on the wire:
 
 EVE: every worker appends to the same file opened with O_APPEND, and each write(2) carries whole lines
 only (lines are buffered here and written together), so lines of concurrent workers never interleave.
+SIGHUP (forwarded by the supervisor) reopens the file at the next fold: after logrotate renamed it, the
+workers move to a new file at the same path (see docs/operations.md). With metrics on, every event also
+passes through an EventCounter (alerts, firewall drops, anomalies), whether or not an EVE file is written.
 
 The worker never raises out of its loop on bad input: Inspector.process catches everything; a netlink
 error reply is counted. If the supervisor dies, the kernel sends us SIGTERM (PR_SET_PDEATHSIG).
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..events import EveWriter
-from ..metrics import FOLD_INTERVAL, Metrics, WorkerCounters
+from ..metrics import FOLD_INTERVAL, EventCounter, Metrics, WorkerCounters
 from .nfqueue import NF_DROP, NF_REPEAT, NfQueue, batch_verdict_message, verdict_message
 
 EVE_FLUSH_BYTES = 64 << 10
@@ -41,6 +44,7 @@ class AppendLines:
     def __init__(self, path: str | Path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.path = path
         self.parts: list[str] = []
         self.size = 0
 
@@ -59,6 +63,20 @@ class AppendLines:
         view = memoryview(data)
         while view:                      # a regular file takes it all at once; loop for safety
             view = view[os.write(self.fd, view):]
+
+    def reopen(self) -> None:
+        """Flush to the old file, then continue in a file freshly opened at the path (log rotation).
+        If it cannot be opened, keep writing to the old one: losing events is worse than a late rotation."""
+        self.flush()
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as e:
+            print(f"gateway: cannot reopen EVE file {self.path}: {e.strerror or e}; still writing the old one",
+                  file=sys.stderr)
+            return
+        os.close(self.fd)
+        self.fd = fd
 
     def close(self) -> None:
         self.flush()
@@ -84,11 +102,15 @@ class Worker:
         self.eve_path = eve_path
         self.generation = generation
         self.stop = False
+        self.reopen = False        # SIGHUP: reopen the EVE file at the next fold
         self.close_fds: tuple[int, ...] = ()   # the supervisor's sockets (metrics endpoint) we inherited
         self.bound = None          # multiprocessing Event: set once our queue is bound (supervisor waits on it)
 
     def _on_term(self, signum, frame) -> None:
         self.stop = True
+
+    def _on_hup(self, signum, frame) -> None:
+        self.reopen = True
 
     def run(self) -> int:
         """Process entry point (after fork). Returns the exit code."""
@@ -98,6 +120,7 @@ class Worker:
         _die_with_parent()
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C: the supervisor stops us in order
+        signal.signal(signal.SIGHUP, self._on_hup)
         for fd in self.close_fds:
             try:
                 os.close(fd)
@@ -106,9 +129,10 @@ class Worker:
         gw = self.config.gateway
         sink = AppendLines(self.eve_path) if self.eve_path else None
         eve = EveWriter(sink) if sink is not None else None
+        events = EventCounter(self.metrics, str(self.index), eve) if self.metrics is not None else None
         # Flow ids unique across workers and their restarts (EVE consumers join on flow_id).
         id_base = ((self.index & 0xFF) << 48) | ((self.generation & 0xFFF) << 36)
-        inspector = Inspector(self.config, self.stages_factory(), sink=eve, id_base=id_base)
+        inspector = Inspector(self.config, self.stages_factory(), sink=events if events is not None else eve, id_base=id_base)
         try:
             nfq = NfQueue(self.queue, maxlen=gw.queue_maxlen, fail_open=gw.fail_open)
         except OSError as e:
@@ -172,8 +196,12 @@ class Worker:
                         tick(wall())
                     if eve is not None:
                         eve.flush()
+                        if self.reopen:
+                            self.reopen = False
+                            sink.reopen()
                     if counters is not None:
                         counters.fold(inspector.take_counts())
+                        events.fold()
                         counters.set_flows(len(inspector.flows))
                         if eve is not None:
                             counters.add_eve(eve.written - eve_written)
@@ -190,6 +218,7 @@ class Worker:
                 print(f"gateway worker {self.index}: finishing flows: {type(e).__name__}: {e}", file=sys.stderr)
             if counters is not None:
                 counters.fold(inspector.take_counts())
+                events.fold()
                 counters.set_flows(0)
                 if eve is not None:
                     counters.add_eve(eve.written - eve_written)
