@@ -344,3 +344,11 @@ def test_eicar_split_across_segments_is_still_blocked(tmp_path, capsys):
                      tmp_path / "s.json")
     sids = [(e["alert"]["signature_id"], e["alert"]["action"]) for e in events if e["event_type"] == "alert"]
     assert sids == [(9000001, "blocked")]
+
+
+def test_the_default_set_loads_beside_et_open_without_sid_clashes():
+    """An operator adds ET Open next to clinic.rules (signatures/README.md): nothing of ours is lost."""
+    et = sorted((REPO / "tests" / "data" / "rules" / "et-open-sample").glob("emerging-*.rules"))
+    ruleset = load_rules([CLINIC_RULES, *et], Variables(), load_classifications(CLASSIFICATION))
+    assert not [r for r in ruleset.rejected if r.reason == "duplicate sid"]
+    assert set(CASES) <= {r.sid for r in ruleset.rules}
