@@ -418,11 +418,9 @@ class DetectionEngine:
         out: list[Match] = []
         for i in order:
             cr = rules[i]
-            if not self._header(cr, pkt, flow, to_server, state, established):
-                continue
             tl = tx_cands.get(i)
             if tl is None:
-                if cr.is_tx:
+                if cr.is_tx or not self._header(cr, pkt, flow, to_server, state, established):
                     continue
                 data = pkt_data
                 if cr.stream_mode is not None and pkt.proto == PROTO_TCP:
@@ -439,9 +437,11 @@ class DetectionEngine:
                     continue
                 matched = [(None, None)]
             else:
-                matched = []
+                # first drop the transactions this rule already alerted on, or failed on with the same
+                # buffers (Suricata's per-transaction detect state), then check the header once
                 txmem = state.tx
                 failed = state.failed
+                pending = []
                 for app, tx in tl:
                     if cr.app is not None and cr.app != app:
                         continue
@@ -449,8 +449,6 @@ class DetectionEngine:
                     seen = txmem.get(id(whole))
                     if seen is not None and seen[0] is whole and i in seen[1]:
                         continue
-                    # a rule that failed on this tx is not evaluated again until a buffer it reads changed
-                    # (Suricata's per-transaction detect state does the same)
                     fkey = sig = None
                     if not cr.pkt_lists and cr.kinds is not None:
                         versions = txversions.get(id(tx))
@@ -460,6 +458,11 @@ class DetectionEngine:
                             prev = failed.get(fkey)
                             if prev is not None and prev[0] is whole and prev[1] == sig:
                                 continue
+                    pending.append((app, tx, whole, fkey, sig))
+                if not pending or not self._header(cr, pkt, flow, to_server, state, established):
+                    continue
+                matched = []
+                for app, tx, whole, fkey, sig in pending:
                     self.evaluated += 1
                     if not self._tx_match(cr, app, tx, to_server, pkt_data):
                         if fkey is not None:
@@ -467,6 +470,7 @@ class DetectionEngine:
                                 failed.clear()
                             failed[fkey] = (whole, sig)
                         continue
+                    seen = txmem.get(id(whole))
                     if seen is None or seen[0] is not whole:
                         seen = txmem[id(whole)] = (whole, set())
                         if len(txmem) > MAX_TX_MEMORY:
