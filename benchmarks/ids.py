@@ -29,7 +29,6 @@ from pathlib import Path
 
 from gateway.config import Config
 from gateway.pipeline import Inspector
-from gateway.signatures import SignatureSet
 from gateway.stages import build_stages
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -82,10 +81,13 @@ def build_trace(conversations: int, seed: int = 1) -> list[bytes]:
             convs.append(pk)
             continue
         sport = 80 if kind == "http" else 443
-        c = lambda flags, seq, ack, data=b"": bytes(IP(src=client, dst=server) / TCP(  # noqa: E731
-            sport=cport, dport=sport, flags=flags, seq=seq, ack=ack) / data)
-        s = lambda flags, seq, ack, data=b"": bytes(IP(src=server, dst=client) / TCP(  # noqa: E731
-            sport=sport, dport=cport, flags=flags, seq=seq, ack=ack) / data)
+        def c(flags, seq, ack, data=b"", client=client, server=server, cport=cport, sport=sport):
+            return bytes(IP(src=client, dst=server) / TCP(sport=cport, dport=sport, flags=flags, seq=seq,
+                                                          ack=ack) / data)
+
+        def s(flags, seq, ack, data=b"", client=client, server=server, cport=cport, sport=sport):
+            return bytes(IP(src=server, dst=client) / TCP(sport=sport, dport=cport, flags=flags, seq=seq,
+                                                          ack=ack) / data)
         cs, ss = 1000, 5000
         pk += [c("S", cs, 0), s("SA", ss, cs + 1), c("A", cs + 1, ss + 1)]
         cs, ss = cs + 1, ss + 1
@@ -255,8 +257,11 @@ def main(argv: list[str] | None = None) -> int:
 
     trace = build_trace(args.conversations)
     cfg = Config()
-    off = lambda: build_stages(cfg, None)  # noqa: E731
-    on = lambda: build_stages(cfg, None) + [stage]  # noqa: E731
+    def off():
+        return build_stages(cfg, None)
+
+    def on():
+        return build_stages(cfg, None) + [stage]
     if args.profile:
         from pyinstrument import Profiler
         prof = Profiler()
