@@ -117,3 +117,16 @@ def test_arbitrary_bytes_never_raise(chunks, port):
     insp, rec, _ = make()
     feed(insp, segments(chunks, sport=port))
     assert insp.errors == 0, insp.last_error
+
+
+def test_a_parser_bug_gives_up_the_flow_instead_of_dropping(monkeypatch):
+    insp, rec, stage = make()
+
+    def boom(self, data, to_server):
+        raise RuntimeError("parser bug")
+    monkeypatch.setattr("gateway.applayer.http.HttpParser.feed", boom)
+    pkts = segments([(b"GET / HTTP/1.1\r\n\r\n", True), (b"GET /2 HTTP/1.1\r\n\r\n", True)])
+    verdicts = [insp.process(p, 1700000000 + i * 0.01) for i, p in enumerate(pkts)]
+    assert insp.errors == 0 and stage.errors == 1 and "parser bug" in stage.last_error
+    assert all(v == 0 for v in verdicts)
+    assert next(iter(insp.flows.flows.values())).state["applayer"].failed

@@ -74,8 +74,21 @@ class AppLayerStage(Stage):
         self.config = config
         self.detected: dict[str, int] = {}
         self.anomaly_total = 0
+        self.errors = 0
+        self.last_error = ""
 
     def on_packet(self, ctx: PacketContext) -> None:
+        try:
+            self._on_packet(ctx)
+        except Exception as e:  # noqa: BLE001 - a bug here must not drop traffic: stop parsing this flow
+            self.errors += 1
+            self.last_error = f"{type(e).__name__}: {e}"
+            st = ctx.flow.state.get("applayer")
+            if st is not None:
+                self._give_up(st)
+                st.updated = []
+
+    def _on_packet(self, ctx: PacketContext) -> None:
         pkt = ctx.pkt
         proto = pkt.proto
         if proto != PROTO_TCP and proto != PROTO_UDP:
