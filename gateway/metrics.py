@@ -17,6 +17,7 @@ into these metrics every `FOLD_INTERVAL` seconds.
     gateway_queue_dropped_total{queue,reason}         kernel queue drops: reason="queue_full" | "user"
     gateway_worker_restarts_total{worker}             workers the supervisor had to restart
     gateway_workers_up                                workers currently bound to their queue
+    gateway_workers_configured                        workers the supervisor runs (one per queue)
     gateway_eve_events_total{worker}                  EVE events written
     gateway_nfqueue_errors_total{worker}              error replies from nfnetlink_queue
     gateway_alerts_total{worker,action,category,severity}  IDS alerts (action "blocked" | "allowed")
@@ -93,6 +94,8 @@ class Metrics:
         self.restarts = Counter("gateway_worker_restarts", "Workers restarted after they died", ["worker"], **kw)
         self.workers_up = Gauge("gateway_workers_up", "Workers bound to their queue",
                                 multiprocess_mode="livesum", **kw)
+        self.workers_configured = Gauge("gateway_workers_configured", "Workers the supervisor runs, one per queue",
+                                        multiprocess_mode="max", **kw)
         self.eve_events = Counter("gateway_eve_events", "EVE JSON events written", ["worker"], **kw)
         self.nfq_errors = Counter("gateway_nfqueue_errors", "Error replies from nfnetlink_queue", ["worker"],
                                   **kw)

@@ -265,6 +265,7 @@ def test_supervisor_gauges_and_build_info_survive_forked_workers(tmp_path):
         m.signatures_loaded.labels("ids_rules").set(7)         # what set_signature_counts does
         m.signatures_rejected.labels("ids_rules").set(2)
         m.set_build_info()
+        m.workers_configured.set(2)
         for _ in range(2):
             pid = os.fork()
             if pid == 0:
@@ -278,6 +279,7 @@ def test_supervisor_gauges_and_build_info_survive_forked_workers(tmp_path):
     assert metric(out, "gateway_signatures_loaded", kind="ids_rules") == 7
     assert metric(out, "gateway_signatures_rejected", kind="ids_rules") == 2
     assert metric(out, "gateway_build_info", version=__version__) == 1
+    assert metric(out, "gateway_workers_configured") == 2
 
 
 def test_real_inspector_events_become_threat_counters(tmp_path):

@@ -274,6 +274,7 @@ def main(args) -> int:
     metrics = Metrics()
     metrics.set_build_info()
     metrics.set_signature_counts(stages)
+    metrics.workers_configured.set(queues)
     try:
         server, _ = serve(cfg.metrics.listen)
     except OSError as e:
