@@ -4,6 +4,7 @@ Each test builds its own lab (unique prefix) and removes it in a finalizer, even
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -357,3 +358,47 @@ def test_long_download_is_bypassed_and_arrives_intact(lab, tmp_path):
     marks = [int(m) for m in re.findall(r"mark=(\d+)", ct)]
     assert any(m & 0x100000 for m in marks), ct
     assert gw.stop() == 0
+
+
+THREAT_RULES = """\
+drop tcp any any -> any 80 (msg:"test blocked"; flow:to_server,established; content:"GET /blocked-path"; \
+classtype:trojan-activity; sid:9100001; rev:1;)
+alert tcp any any -> any 80 (msg:"test watched"; flow:to_server,established; content:"GET /watched-path"; \
+priority:1; sid:9100002; rev:1;)
+"""
+
+
+def test_threat_metrics_and_eve_reopen_on_sighup(lab, tmp_path):
+    """Blocked/allowed alerts and firewall blocks show as metrics; after logrotate's rename, SIGHUP makes
+    every worker continue in a new eve.json and no line is lost or torn."""
+    sigs = tmp_path / "signatures"
+    (sigs / "rules").mkdir(parents=True)
+    (sigs / "rules" / "test.rules").write_text(THREAT_RULES)
+    gw = lab.start_gateway(base_config(), signatures=str(sigs))
+    st = gw.wait_ready()
+    assert lab.curl("lan", f"http://{WAN}/blocked-path", max_time=2).returncode != 0     # IPS drops it
+    assert lab.curl("lan", f"http://{WAN}/watched-path", max_time=5).returncode == 0     # 404, but through
+    lab.curl("med", f"http://{WAN}/", max_time=1)                                          # zone default: deny
+    blocked, text = _scrape(gw, "gateway_alerts_total", action="blocked")
+    assert blocked >= 1, text
+    assert metric(text, "gateway_alerts_total", action="blocked", category="A Network Trojan was detected") >= 1
+    assert _wait(lambda: metric(gw.metrics(), "gateway_alerts_total", action="allowed", severity="1") >= 1, 3)
+    text = gw.metrics()
+    assert metric(text, "gateway_firewall_blocks_total", rule="default:medical", action="drop") >= 1, text
+    assert metric(text, "gateway_signatures_loaded", kind="ids_rules") == 2, text
+    assert metric(text, "gateway_workers_configured") == 2, text
+
+    assert _wait(lambda: any(e.get("event_type") == "alert" for e in gw.eve_events()), 3)
+    rotated = gw.eve_path.with_name("eve.json.1")
+    gw.eve_path.rename(rotated)                       # what logrotate does (without copytruncate)
+    os.kill(st["pid"], signal.SIGHUP)
+    assert _wait(lambda: "workers reopen the EVE file" in gw.log(), 3), gw.log()
+    time.sleep(1.2)                                   # both workers pass a fold (every 0.5 s)
+    assert lab.curl("lan", f"http://{WAN}/watched-path?after", max_time=5).returncode == 0
+    assert _wait(lambda: any(e.get("event_type") == "alert" for e in gw.eve_events()), 3), gw.log()
+    new = [json.loads(line) for line in gw.eve_path.read_text().splitlines()]   # whole lines only
+    old = [json.loads(line) for line in rotated.read_text().splitlines()]
+    assert {e["alert"]["signature_id"] for e in old if e.get("event_type") == "alert"} >= {9100001, 9100002}
+    assert [e["alert"]["signature_id"] for e in new if e.get("event_type") == "alert"] == [9100002]
+    assert gw.stop() == 0
+    assert gw.proc.returncode == 0 and "cannot reopen" not in gw.log()
