@@ -217,6 +217,8 @@ class WorkerCounters:
 MAX_LABEL_VALUES = 64          # distinct values one label may take per worker before "other"
 MAX_LABEL_CHARS = 120
 SEVERITIES = ("1", "2", "3", "4")
+_COUNTED = frozenset(("alert", "drop", "anomaly"))
+_MISSING = object()
 
 
 class EventCounter:
@@ -232,15 +234,28 @@ class EventCounter:
         self._pending: dict[tuple, int] = {}
         self._children: dict[tuple, object] = {}
         self._seen: dict[str, set[str]] = {"category": set(), "rule": set(), "type": set()}
+        self._keys: dict[tuple, tuple | None] = {}
 
     def __call__(self, event: dict) -> None:
         if self.sink is not None:
             self.sink(event)
         kind = event.get("event_type")
-        if kind != "alert" and kind != "drop" and kind != "anomaly":
+        if kind not in _COUNTED:
             return
         try:
-            key = self._key(kind, event)
+            body = event.get(kind) or {}
+            # The raw fields that decide the labels; most events repeat a few combinations.
+            raw = (kind, body.get("action"), body.get("category"), body.get("severity"), body.get("rule"),
+                   body.get("reason"), body.get("type"))
+            try:
+                key = self._keys.get(raw, _MISSING)
+            except TypeError:            # an unhashable field value: label it without the memo
+                key = self._key(kind, event)
+            if key is _MISSING:
+                key = self._key(kind, event)
+                if len(self._keys) >= 4096:
+                    self._keys.clear()
+                self._keys[raw] = key
         except Exception:  # noqa: BLE001 - see the class docstring
             self.errors += 1
             return

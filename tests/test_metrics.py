@@ -210,7 +210,8 @@ def test_event_counter_counts_threats_and_passes_every_event_on(tmp_path):
         c({"event_type": "anomaly", "anomaly": {"type": "decode", "event": "truncated"}})
         c({"event_type": "anomaly", "anomaly": {"type": "applayer", "app_proto": "http"}})
         c({"event_type": "flow", "flow": {}})
-        c({"event_type": "alert", "alert": None})              # odd event: counted as allowed, never raises
+        c({"event_type": "alert", "alert": None})              # odd events: counted as allowed, never raise
+        c({"event_type": "alert", "alert": {"action": "allowed", "category": ["x"], "severity": {}}})
         print("before-fold", scrape_text().count("gateway_alerts_total{"))
         c.fold()
         c.fold()                                               # nothing pending: adds nothing
@@ -218,13 +219,14 @@ def test_event_counter_counts_threats_and_passes_every_event_on(tmp_path):
         print("passed-on", len(seen), "errors", c.errors)
     """, tmp_path)
     assert "before-fold 0" in out                  # counted in plain ints until the fold
-    assert "passed-on 12 errors 0" in out
+    assert "passed-on 13 errors 0" in out
     trojan = "A Network Trojan was detected"
     assert metric(out, "gateway_alerts_total", worker="2", action="blocked", category=trojan, severity="1") == 2
     assert metric(out, "gateway_alerts_total", action="allowed", severity="1") == 1
     assert metric(out, "gateway_alerts_total", action="allowed", severity="3") == 1
     assert metric(out, "gateway_alerts_total", category="unclassified", severity="other") == 2
-    assert metric(out, "gateway_alerts_total") == 6
+    assert metric(out, "gateway_alerts_total", category="['x']", severity="other") == 1
+    assert metric(out, "gateway_alerts_total") == 7
     assert metric(out, "gateway_firewall_blocks_total", worker="2", rule="no-smb-out", action="drop") == 1
     assert metric(out, "gateway_firewall_blocks_total", rule="default:lan", action="reject") == 1
     assert metric(out, "gateway_anomalies_total", type="decode") == 1
