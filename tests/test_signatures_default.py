@@ -87,6 +87,23 @@ def http_get(client: str, path: str = "/", host: str = "www.example.com", ua: st
     return Conversation(client, server).send(request, True).send(response, False).close()
 
 
+def http_get_raw_response(client: str, path: str, head: bytes, body: bytes) -> list[bytes]:
+    """A GET answered with the given response head (status line and headers) and body bytes as sent."""
+    request = f"GET {path} HTTP/1.1\r\nHost: www.example.com\r\nAccept: */*\r\n\r\n".encode()
+    return Conversation(client, WAN).send(request, True).send(head + b"\r\n" + body, False).close()
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+def _chunked(data: bytes, size: int = 20) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + size]), data[i:i + size])
+                    for i in range(0, len(data), size)) + b"0\r\n\r\n"
+
+
 def dns_lookup(client: str, name: str, server: str = WAN) -> list[bytes]:
     query = DNS(id=0x1234, rd=1, qd=DNSQR(qname=name, qtype="A"))
     answer = DNS(id=0x1234, qr=1, rd=1, ra=1, qd=DNSQR(qname=name, qtype="A"),
@@ -135,7 +152,12 @@ POWERSHELL_UA = "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerSh
 
 # sid -> (positive conversations, negative conversations); each builder takes the client address.
 CASES: dict[int, tuple[list, list]] = {
-    9000001: ([lambda c: http_get(c, "/eicar.com", body=EICAR)],
+    9000001: ([lambda c: http_get(c, "/eicar.com", body=EICAR),
+               # the body as the client gets it: gzip content-encoding undone, chunks joined
+               lambda c: http_get_raw_response(c, "/eicar.com", b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+                                               b"Content-Length: %d\r\n" % len(_gzip(EICAR)), _gzip(EICAR)),
+               lambda c: http_get_raw_response(c, "/eicar.com", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n",
+                                               _chunked(EICAR))],
               [lambda c: http_get(c, "/clean.bin", body=_clean(len(EICAR))),
                # a web page quoting the string is not the test file
                lambda c: http_get(c, "/about-eicar.html", body=b"<p>The test string is " + EICAR + b"</p>",
