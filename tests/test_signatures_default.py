@@ -7,6 +7,7 @@ replayed once; each table row then checks its own flows' events.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import struct
@@ -51,29 +52,33 @@ class Conversation:
     def __init__(self, client: str, server: str, cport: int = 40000, sport: int = 80):
         self.c, self.s, self.cport, self.sport = client, server, cport, sport
         self.cseq, self.sseq = 1000, 5000
-        self.pkts = [tcp(client, server, cport, sport, "S", self.cseq),
-                     tcp(server, client, sport, cport, "SA", self.sseq, self.cseq + 1),
-                     tcp(client, server, cport, sport, "A", self.cseq + 1, self.sseq + 1)]
+        self.pkts = [self._tcp(client, server, cport, sport, "S", self.cseq),
+                     self._tcp(server, client, sport, cport, "SA", self.sseq, self.cseq + 1),
+                     self._tcp(client, server, cport, sport, "A", self.cseq + 1, self.sseq + 1)]
         self.cseq += 1
         self.sseq += 1
+
+    @staticmethod
+    def _tcp(*args) -> bytes:
+        return tcp(*args, v6=":" in args[0])
 
     def send(self, data: bytes, from_client: bool) -> Conversation:
         for i in range(0, len(data), self.MSS):
             part = data[i:i + self.MSS]
             if from_client:
-                self.pkts.append(tcp(self.c, self.s, self.cport, self.sport, "PA", self.cseq, self.sseq, part))
+                self.pkts.append(self._tcp(self.c, self.s, self.cport, self.sport, "PA", self.cseq, self.sseq, part))
                 self.cseq += len(part)
-                self.pkts.append(tcp(self.s, self.c, self.sport, self.cport, "A", self.sseq, self.cseq))
+                self.pkts.append(self._tcp(self.s, self.c, self.sport, self.cport, "A", self.sseq, self.cseq))
             else:
-                self.pkts.append(tcp(self.s, self.c, self.sport, self.cport, "PA", self.sseq, self.cseq, part))
+                self.pkts.append(self._tcp(self.s, self.c, self.sport, self.cport, "PA", self.sseq, self.cseq, part))
                 self.sseq += len(part)
-                self.pkts.append(tcp(self.c, self.s, self.cport, self.sport, "A", self.cseq, self.sseq))
+                self.pkts.append(self._tcp(self.c, self.s, self.cport, self.sport, "A", self.cseq, self.sseq))
         return self
 
     def close(self) -> list[bytes]:
-        self.pkts += [tcp(self.c, self.s, self.cport, self.sport, "FA", self.cseq, self.sseq),
-                      tcp(self.s, self.c, self.sport, self.cport, "FA", self.sseq, self.cseq + 1),
-                      tcp(self.c, self.s, self.cport, self.sport, "A", self.cseq + 1, self.sseq + 1)]
+        self.pkts += [self._tcp(self.c, self.s, self.cport, self.sport, "FA", self.cseq, self.sseq),
+                      self._tcp(self.s, self.c, self.sport, self.cport, "FA", self.sseq, self.cseq + 1),
+                      self._tcp(self.c, self.s, self.cport, self.sport, "A", self.cseq + 1, self.sseq + 1)]
         return self.pkts
 
 
@@ -148,6 +153,11 @@ def _clean(size: int) -> bytes:
     return bytes((i * 7 + 3) % 251 for i in range(size))
 
 
+def _v6(client: str) -> str:
+    """The IPv6 twin of a case's IPv4 client address (the replay fixture collects the events of both)."""
+    return str(ipaddress.ip_address("2001:db8:{}:{}::{}:{}".format(*client.split("."))))
+
+
 POWERSHELL_UA = "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.19041.3570"
 
 # sid -> (positive conversations, negative conversations); each builder takes the client address.
@@ -157,7 +167,9 @@ CASES: dict[int, tuple[list, list]] = {
                lambda c: http_get_raw_response(c, "/eicar.com", b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
                                                b"Content-Length: %d\r\n" % len(_gzip(EICAR)), _gzip(EICAR)),
                lambda c: http_get_raw_response(c, "/eicar.com", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n",
-                                               _chunked(EICAR))],
+                                               _chunked(EICAR)),
+               # over IPv6, whatever $HOME_NET lists
+               lambda c: http_get(_v6(c), "/eicar.com", body=EICAR, server="2001:db8:ffff::10")],
               [lambda c: http_get(c, "/clean.bin", body=_clean(len(EICAR))),
                # a web page quoting the string is not the test file
                lambda c: http_get(c, "/about-eicar.html", body=b"<p>The test string is " + EICAR + b"</p>",
@@ -302,7 +314,7 @@ def replayed(tmp_path_factory):
     for ev in events:
         for ip in {ev.get("src_ip"), ev.get("dest_ip")}:
             by_ip.setdefault(ip, []).append(ev)
-    return {key: by_ip.get(ip, []) for key, ip in clients.items()}
+    return {key: by_ip.get(ip, []) + by_ip.get(_v6(ip), []) for key, ip in clients.items()}
 
 
 ACTIONS = {r.sid: r.action for r in _load_default().rules}
