@@ -4,17 +4,25 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 APT_PACKAGES = iproute2 iptables iperf3 curl dnsutils openssl ethtool conntrack \
                libnetfilter-queue-dev build-essential python3-venv python3-dev
+# Only the tests need these: promtool (package prometheus) checks the shipped alert rules.
+TEST_APT_PACKAGES = prometheus
 
-.PHONY: setup system-packages venv run demo test bench lint clean
+.PHONY: setup system-packages test-packages venv run demo test bench lint clean
 
 setup: system-packages venv
 
 system-packages:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES)"
+
+test-packages:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(TEST_APT_PACKAGES)"
+
+apt-install:
 	@if [ "$$(id -u)" != 0 ]; then echo "make setup needs root (apt-get, network namespaces)"; exit 1; fi
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 venv: $(BIN)/gateway
@@ -29,7 +37,7 @@ $(BIN)/gateway: pyproject.toml
 run demo: setup
 	$(BIN)/gateway lab demo
 
-test: setup
+test: setup test-packages
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 bench: setup

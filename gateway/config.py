@@ -100,7 +100,7 @@ class FirewallRule:
     dst: tuple[str, ...] = ()
     proto: str = "any"
     ports: tuple[tuple[int, int], ...] = ()  # destination port ranges, inclusive; empty = any
-    log: bool = False
+    log: bool = False               # EVE event per flow decided (default: true for deny/reject rules)
 
 
 @dataclass(frozen=True)
@@ -329,7 +329,7 @@ def _firewall(zones_raw: Any, fw_raw: Any, where: str) -> FirewallSection:
         ports = _ports(r.get("ports", []), f"{key}.ports", where)
         if ports and proto not in ("tcp", "udp"):
             raise ConfigError(where, f"{key}.ports", "ports need proto = \"tcp\" or \"udp\"")
-        log = r.get("log", False)
+        log = r.get("log", r["action"] != "allow")   # blocks are logged unless told otherwise
         if not isinstance(log, bool):
             raise ConfigError(where, f"{key}.log", "must be true or false")
         rules.append(FirewallRule(

@@ -88,6 +88,17 @@ def test_logged_rule_names_itself(clinic):
     assert drop["drop"]["rule"] == "no-smb-rdp-out" and drop["drop"]["action"] == "reject"
 
 
+def test_block_rules_log_unless_silenced():
+    events = []
+    raw = {"firewall": {"rules": [
+        {"name": "loud", "action": "deny", "proto": "tcp", "ports": [23]},
+        {"name": "quiet", "action": "reject", "proto": "tcp", "ports": [24], "log": False}]}}
+    insp = make_inspector(raw, events=events)
+    assert insp.process(tcp(dport=23, flags="S"), 1.0) == Verdict.DROP
+    assert insp.process(tcp(dport=24, flags="S"), 1.0) == Verdict.REJECT
+    assert [e["drop"]["rule"] for e in events if e["event_type"] == "drop"] == ["loud"]
+
+
 def test_interfaces_take_precedence_over_addresses():
     raw = {"zones": {"inside": {"interfaces": ["eth1"], "default": "allow"},
                      "outside": {"cidrs": ["0.0.0.0/0"], "default": "deny"}}}
