@@ -546,7 +546,8 @@ def demo(prefix: str, config_path: str | None = None, signatures: str | None = N
               f"ip netns exec {lab.ns('gw')} curl http://{gw.listen}/metrics):")
         for line in text.splitlines():
             if line.startswith(("gateway_packets_total", "gateway_bypassed_flows_total", "gateway_flows_active",
-                                "gateway_workers_up", "gateway_queue_dropped_total")) and not line.endswith(" 0.0"):
+                                "gateway_workers_up", "gateway_queue_dropped_total", "gateway_alerts_total",
+                                "gateway_signatures_loaded")) and not line.endswith(" 0.0"):
                 print("  " + line)
         rc = gw.stop()
         events = gw.eve_events()
