@@ -389,3 +389,21 @@ def test_the_default_set_loads_beside_et_open_without_sid_clashes():
     ruleset = load_rules([CLINIC_RULES, *et], Variables(), load_classifications(CLASSIFICATION))
     assert not [r for r in ruleset.rejected if r.reason == "duplicate sid"]
     assert set(CASES) <= {r.sid for r in ruleset.rules}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "gateway/ids/rules.py loads rules that mix request-only and response-only buffers (or contradict their "
+    "flow direction); Suricata refuses them with 'rule N mixes keywords with conflicting directions' "
+    "(detect-parse.c), so a set that passes `gateway rules check` can fail to load in Suricata. Found "
+    "while writing sid 9000002, which now uses a flowbit as Suricata requires."))
+def test_rules_mixing_request_and_response_buffers_are_refused_as_suricata_does(tmp_path):
+    mixed = tmp_path / "mixed.rules"
+    mixed.write_text(
+        'alert http any any -> any any (msg:"m1"; http.method; content:"GET"; http.stat_code; content:"200"; '
+        'sid:1; rev:1;)\n'
+        'alert http any any -> any any (msg:"m2"; flow:established,to_client; http.host; content:"x"; '
+        'file.data; content:"MZ"; sid:2; rev:1;)\n'
+        'alert http any any -> any any (msg:"m3"; flow:established,to_server; http.stat_code; content:"200"; '
+        'sid:3; rev:1;)\n')
+    ruleset = load_rules([mixed], Variables(), load_classifications(CLASSIFICATION))
+    assert sorted(r.sid for r in ruleset.rejected) == [1, 2, 3]
