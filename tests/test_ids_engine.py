@@ -139,7 +139,7 @@ def test_dns_query_rule_on_udp(tmp_path):
     q = bytes(DNS(id=7, rd=1, qd=DNSQR(qname="www.EVIL.example")))
     run(insp, [udp(C, S, 5555, 53, q), udp(C, S, 5556, 53, bytes(DNS(id=8, qd=DNSQR(qname="good.example"))))])
     (a,) = alerts(events)
-    assert a["alert"]["signature_id"] == 5 and a["dns"]["query"][0]["rrname"] == "www.EVIL.example"
+    assert a["alert"]["signature_id"] == 5 and a["dns"]["queries"][0]["rrname"] == "www.EVIL.example"
 
 
 def test_flowbits_set_then_isset_and_noalert(tmp_path):

@@ -478,19 +478,20 @@ def test_suricata7_spellings():
 
 def test_every_app_layer_buffer_has_a_producer():
     # a buffer the parser accepts but no app-layer parser fills would make its rules silently dead
-    from gateway.applayer import DNS_BUFFERS, HTTP_BUFFERS
+    from gateway.applayer import DNS_BUFFERS, HTTP_BUFFERS, HTTP_MULTI_BUFFERS
     from gateway.applayer import tls as tls_parser
+    from gateway.ids.header import HEADER_BUFFERS
     from gateway.ids.keywords import BUFFERS
     tls_buffers = set(tls_parser._BUFFERS) | {"tls.certs", "tls.subjectaltname"}   # the last two: multi
     for name, spec in BUFFERS.items():
         if spec.app_proto == "http" or name == "file.data":
-            assert name in HTTP_BUFFERS, name
+            assert name in HTTP_BUFFERS or name in HTTP_MULTI_BUFFERS, name
         elif spec.app_proto == "dns":
             assert name in DNS_BUFFERS, name
         elif spec.app_proto == "tls":
             assert name in tls_buffers, name
         else:
-            assert name == "pkt_data", name
+            assert name == "pkt_data" or name in HEADER_BUFFERS, name   # headers: read from the packet
 
 
 @pytest.mark.parametrize("pcre, yes, no", [

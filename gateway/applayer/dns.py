@@ -109,12 +109,20 @@ class DnsMessage:
 class DnsTransaction:
     """A query and its response (either may be missing)."""
 
-    __slots__ = ("id", "query", "response")
+    __slots__ = ("_sides", "id", "query", "response")
 
     def __init__(self, msg_id: int):
         self.id = msg_id
         self.query: DnsMessage | None = None
         self.response: DnsMessage | None = None
+        self._sides: tuple | None = None
+
+    def side(self, to_server: bool) -> DnsSide:
+        """The transaction as Suricata's detection sees it: a DNS request and its response are two
+        transactions, each alerted on at most once. The same object is returned on every call."""
+        if self._sides is None:
+            self._sides = (DnsSide(self, False), DnsSide(self, True))
+        return self._sides[to_server]
 
     def buffers(self, keyword: str, to_server: bool | None = None) -> list[bytes]:
         """Suricata multi-buffers, from the message travelling in the given direction (the query
@@ -138,11 +146,54 @@ class DnsTransaction:
             r = self.response
             if r is None or to_server:
                 return []
+            # Suricata 8: every record's name, then its rdata when that is a name (CNAME, PTR, MX, NS,
+            # SOA mname), in section order
             out = [name for name, _, _ in r.questions]
             for sec in (r.answers, r.authorities, r.additionals):
-                out += [rr.name for rr in sec if rr.rrtype != TYPE_OPT]
+                for rr in sec:
+                    if rr.rrtype == TYPE_OPT:
+                        continue
+                    out.append(rr.name)
+                    target = _rdata_name(rr)
+                    if target:
+                        out.append(target)
             return out
         raise KeyError(f"unknown DNS buffer {keyword!r}")
+
+
+class DnsSide:
+    """One direction of a DnsTransaction: `query` is only set to_server, `response` only to_client;
+    buffers() always reads the message of its own direction."""
+
+    __slots__ = ("to_server", "tx")
+
+    def __init__(self, tx: DnsTransaction, to_server: bool):
+        self.tx = tx
+        self.to_server = to_server
+
+    @property
+    def id(self) -> int:
+        return self.tx.id
+
+    @property
+    def query(self) -> DnsMessage | None:
+        return self.tx.query if self.to_server else None
+
+    @property
+    def response(self) -> DnsMessage | None:
+        return None if self.to_server else self.tx.response
+
+    def buffers(self, keyword: str, to_server: bool | None = None) -> list[bytes]:
+        return self.tx.buffers(keyword, self.to_server)
+
+
+def _rdata_name(rr: DnsRecord) -> bytes | None:
+    v = rr.value
+    if rr.rrtype in (TYPE_CNAME, TYPE_NS, TYPE_PTR):
+        return v if isinstance(v, bytes) else None
+    if rr.rrtype in (TYPE_MX, TYPE_SOA) and isinstance(v, tuple):
+        return v[1] if rr.rrtype == TYPE_MX else v[0]
+    return None
 
 
 _SECTIONS = {"dns.answers.rrname": "answers", "dns.authorities.rrname": "authorities",

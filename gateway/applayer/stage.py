@@ -182,6 +182,8 @@ class AppLayerStage(Stage):
             tx = ev.tx
             if tx is None:
                 continue
+            if app == "dns":
+                tx = tx.side(ev.to_server)      # request and response are separate transactions to detection
             for a, t in updated:
                 if t is tx:
                     break

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED
 from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from .decoder_events import packet_events
+from .header import HEADER_BUFFERS, field_value, header_buffer
 from .keywords import BUFFERS
 from .match import apply_transforms, match_list
 from .model import Rule
@@ -46,7 +48,7 @@ MAX_THRESHOLD_ENTRIES = 65536
 class _CRule:
     """A rule plus what the engine precomputes for it."""
 
-    __slots__ = ("rule", "idx", "order", "pkt_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
+    __slots__ = ("rule", "idx", "order", "pkt_lists", "hdr_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
                  "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits")
 
     def __init__(self, rule: Rule, idx: int):
@@ -55,8 +57,10 @@ class _CRule:
         self.pkt_lists = tuple(ml for ml in rule.buffers if ml.buffer == "pkt_data")
         tx_lists = []
         flow_dir = rule.flow.to_server if rule.flow is not None else None
+        # packet-header buffers (ipv6.hdr, tcp.hdr, ...): matched per packet in _header
+        self.hdr_lists = tuple(ml for ml in rule.buffers if ml.buffer in HEADER_BUFFERS)
         for ml in rule.buffers:
-            if ml.buffer == "pkt_data":
+            if ml.buffer == "pkt_data" or ml.buffer in HEADER_BUFFERS:
                 continue
             spec = BUFFERS.get(ml.buffer)
             d = spec.direction if spec is not None else None
@@ -67,13 +71,16 @@ class _CRule:
         kinds = {_version_kind(ml.buffer) for ml, _ in tx_lists}
         if rule.urilen is not None:
             kinds.add(0)
-        self.kinds = tuple(sorted(kinds)) if rule.tls_version is None else None
+        # (app-layer events can appear without any buffer changing: not memoisable either)
+        self.kinds = tuple(sorted(kinds)) if rule.tls_version is None and not rule.app_events and \
+            not rule.tx_ints else None
         # the direction a transaction rule is inspected in (Suricata registers it with the app-layer
         # inspection engines of that direction): to_client if any buffer only exists there, to_server if
         # every buffer is a request one, else the flow keyword's (None: both)
         dirs = {d for _, d in tx_lists}
         self.tx_dir = False if False in dirs else True if dirs == {True} else flow_dir
-        self.is_tx = bool(tx_lists) or rule.urilen is not None or rule.tls_version is not None
+        self.is_tx = bool(tx_lists) or rule.urilen is not None or rule.tls_version is not None or \
+            bool(rule.app_events) or bool(rule.tx_ints)
         self.app = rule.app_proto
         if self.is_tx and self.app is None:
             self.app = next((_APP_OF_BUFFER.get(ml.buffer) for ml, _ in tx_lists), None)
@@ -89,7 +96,8 @@ class _CRule:
         packet_kw = (rule.flow is not None or rule.flags is not None or rule.dsize is not None or
                      rule.ttl is not None or rule.itype is not None or rule.icode is not None or
                      rule.ip_proto is not None or bool(rule.stream_size) or bool(rule.flowbits) or
-                     bool(rule.xbits))
+                     bool(rule.xbits) or bool(rule.pkt_checks) or bool(self.hdr_lists) or
+                     bool(rule.decode_events))
         self.flow_scope = self.is_tx or self.needs_payload or not packet_kw
         self.reads_bits = any(op.command in ("isset", "isnotset") for op in rule.flowbits)
         self.writes_bits = any(op.command in ("set", "unset", "toggle") for op in rule.flowbits)
@@ -290,6 +298,7 @@ class DetectionEngine:
         self.thresholds: OrderedDict = OrderedDict()
         self.evaluated = 0          # full rule evaluations (for profiling/benchmarks)
         self._bufcache: dict = {}   # transaction buffers built for the current packet
+        self._pkt_events: tuple = (None, frozenset())   # (packet, its decoder events), for decode-event rules
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -531,6 +540,24 @@ class DetectionEngine:
             return False
         if r.xbits and not self._xbits_ok(r, pkt):
             return False
+        if r.ip_version is not None and pkt.version != r.ip_version:
+            return False
+        for pc in r.pkt_checks:
+            v = field_value(pkt, pc.field)
+            if v is None or not pc.test.matches(v):
+                return False
+        if r.decode_events:
+            evs = self._pkt_events
+            if evs[0] is not pkt:
+                evs = self._pkt_events = (pkt, packet_events(pkt))
+            if not all(e in evs[1] for e in r.decode_events):
+                return False
+        for ml in cr.hdr_lists:
+            buf = header_buffer(pkt, ml.buffer)
+            if ml.transforms:
+                buf = apply_transforms(buf, ml.transforms)
+            if not buf or not match_list(ml, buf):
+                return False
         return True
 
     @staticmethod
@@ -590,6 +617,13 @@ class DetectionEngine:
                 return False
         if r.tls_version is not None:
             if app != "tls" or tx.version != r.tls_version:
+                return False
+        if r.app_events:
+            events = _tx_events(app, tx, to_server)
+            if not all(e in events for e in r.app_events):
+                return False
+        for ti in r.tx_ints:
+            if not _tx_int(app, tx, to_server, ti):
                 return False
         for ml, direction in cr.tx_lists:
             d = to_server if direction is None else direction
@@ -760,16 +794,55 @@ def _tx_versions(app: str, tx, to_server: bool):
     return (req, res, reqb, resb, req if to_server else res, reqb if to_server else resb)
 
 
+_HTTP_MULTI = frozenset(("http.request_header", "http.response_header"))
+
+
+def _tx_int(app: str, tx, to_server: bool, ti) -> bool:
+    """dns.opcode / dns.rrtype on the message of this direction (Suricata detect_uint_match_at_index for
+    the multi-integer rrtype: queries to_server, answers to_client)."""
+    if app != "dns":
+        return False
+    msg = tx.query if to_server else tx.response
+    if msg is None:
+        return False
+    cmp = ti.compare
+    if ti.field == "dns.opcode":
+        return cmp.matches(msg.opcode)
+    values = [q[1] for q in msg.questions] if to_server else [rr.rrtype for rr in msg.answers]
+    index = ti.index
+    if index == "any":
+        return any(cmp.matches(x) for x in values)
+    if index == "or_absent":
+        return not values or any(cmp.matches(x) for x in values)
+    if index == "all":
+        return bool(values) and all(cmp.matches(x) for x in values)
+    if index == "all_or_absent":
+        return all(cmp.matches(x) for x in values)
+    if index < 0:
+        index += len(values)
+    return 0 <= index < len(values) and cmp.matches(values[index])
+
+
+def _tx_events(app: str, tx, to_server: bool) -> list[str]:
+    """The app-layer-event names a transaction carries (DNS: those of the message of this direction, as
+    Suricata's DNS request and response are separate transactions)."""
+    if app == "dns":
+        msg = tx.query if to_server else tx.response
+        return msg.anomalies if msg is not None else []
+    return getattr(tx, "anomalies", None) or []
+
+
 def _tx_buffers(app: str, tx, name: str, to_server: bool | None) -> list[bytes]:
     """The buffers a transaction offers for keyword `name` (a list: DNS and TLS have multi-buffers)."""
     try:
         if app == "http":
+            if name in _HTTP_MULTI:
+                # a RequestLineView (headers still arriving) offers no header buffers yet
+                return [] if getattr(tx, "partial_of", None) is not None else tx.buffers(name, to_server)
             b = tx.buffer(name, to_server if to_server is not None else True)
             return [b] if b else []
         if app == "dns":
-            if name == "dns.query":
-                return [b for b in tx.buffers(name) if b is not None]
-            return []
+            return [b for b in tx.buffers(name, to_server) if b is not None]
         if app == "tls":
             return [b for b in tx.buffers(name) if b]
     except (KeyError, ValueError):

@@ -19,6 +19,8 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .decoder_events import EVENTS as DECODER_EVENTS
+from .header import FRAGBITS, IPOPT_BITS
 from .model import (
     BufferSize,
     ByteExtract,
@@ -29,11 +31,13 @@ from .model import (
     FlowMatch,
     IntCompare,
     IsDataAt,
+    PacketCheck,
     PcreMatch,
     RuleError,
     StreamSize,
     TcpFlags,
     Threshold,
+    TxInt,
     XbitOp,
     printable,
 )
@@ -65,7 +69,16 @@ BUFFERS: dict[str, BufferSpec] = {
     **_specs("http", "to_client", "http.response_line http.server http.location http.response_body"),
     **_specs("http", None, "http.header http.header.raw http.header_names http.cookie http.content_type "
              "http.content_len http.start http.protocol http.connection"),
+    # packet headers (header.HEADER_BUFFERS): per-packet buffers, never a fast pattern (rules.py)
+    **_specs(None, None, "ipv4.hdr ipv6.hdr tcp.hdr udp.hdr icmpv6.hdr", 5),
     **_specs("dns", "to_server", "dns.query"),
+    # multi-buffers: one buffer per name (applayer/dns.py DnsTransaction.buffers); the queries/answers/...
+    # sections exist in both directions, dns.response.rrname (every name of a response) only to_client
+    **_specs("dns", None, "dns.queries.rrname dns.answers.rrname dns.authorities.rrname dns.additionals.rrname"),
+    **_specs("dns", "to_client", "dns.response.rrname"),
+    # multi-buffers: "Name: value" per header (applayer/http.py HttpTransaction.buffers)
+    **_specs("http", "to_server", "http.request_header"),
+    **_specs("http", "to_client", "http.response_header"),
     **_specs("tls", "to_server", "tls.sni ja3.hash ja3.string"),
     # tls.certs and tls.subjectaltname are multi-buffers: each certificate / SAN is inspected on its own
     **_specs("tls", "to_client", "tls.cert_subject tls.cert_issuer tls.cert_serial tls.cert_fingerprint "
@@ -738,6 +751,52 @@ def _tls_version(b, v):
     b.need_app("tls", "tls.version")
 
 
+_APP_EVENT_RE = re.compile(r"([a-z0-9]+)\.([a-z0-9_]+)\Z")
+# protocols whose parsers attach Suricata's app-layer-event names to their transactions (applayer/*.py)
+APP_EVENT_PROTOS = ("http", "dns", "tls")
+
+
+def _app_layer_event(b, v):
+    # Suricata: `app-layer-event:<proto>.<event>` holds when the transaction carries that decoder event.
+    # The bare general events (applayer_mismatch_protocol_both_directions, ...) are flow-level: not modelled.
+    text = _need(v, "app-layer-event").lower()
+    m = _APP_EVENT_RE.match(text)
+    if m is None:
+        raise RuleError(f"app-layer-event: expected proto.event, got {text!r} (general events unsupported)")
+    proto, event = m.groups()
+    if proto not in APP_EVENT_PROTOS:
+        raise RuleError(f"app-layer-event: no {proto} parser gives events")
+    b.rule.setdefault("app_events", []).append(event)
+    b.need_app(proto, "app-layer-event")
+
+
+def _dns_opcode(b, v):
+    # DNS header opcode of the message (request to_server, response to_client)
+    b.single("dns.opcode")
+    b.rule.setdefault("tx_ints", []).append(TxInt("dns.opcode", parse_compare(_need(v, "dns.opcode"),
+                                                                               "dns.opcode", 15)))
+    b.need_app("dns", "dns.opcode")
+
+
+_INDEX_WORDS = ("any", "all", "all_or_absent", "or_absent")
+
+
+def _dns_rrtype(b, v):
+    # Suricata 8 multi-integer: `dns.rrtype:<value>[,<index>]` over the query types (to_server) or the
+    # answer types (to_client); index any (default) / all / all_or_absent / or_absent / N / -N
+    b.single("dns.rrtype")
+    parts = [p.strip() for p in _need(v, "dns.rrtype").split(",")]
+    if len(parts) > 2:
+        raise RuleError("dns.rrtype: subslices (value,index,start:end) are not supported")
+    index: str | int = "any"
+    if len(parts) == 2:
+        index = parts[1] if parts[1] in _INDEX_WORDS else parse_int(parts[1], "dns.rrtype index", -65535, 65535)
+    elif parts[0].startswith("count"):
+        raise RuleError("dns.rrtype: count is not supported")
+    b.rule.setdefault("tx_ints", []).append(TxInt("dns.rrtype", parse_compare(parts[0], "dns.rrtype"), index))
+    b.need_app("dns", "dns.rrtype")
+
+
 # ---------------------------------------------------------------------------------------- flow & flags
 
 def _flow(b, v):
@@ -900,6 +959,73 @@ def _detection_filter(b, v):
     b.rule["detection_filter"] = _threshold_args(_need(v, "detection_filter"), "detection_filter", False)
 
 
+# ----------------------------------------------------------------------------------- packet-header fields
+
+def _pkt_check(b, name: str, field: str, test) -> None:
+    b.single(name)
+    b.rule.setdefault("pkt_checks", []).append(PacketCheck(field, test))
+
+
+def _header_compare(name: str, field: str, hi: int, tcp: bool = False):
+    def setup(b, v):
+        _pkt_check(b, name, field, parse_compare(_need(v, name), name, hi))
+        if tcp:
+            b.need_tcp(name)
+    return setup
+
+
+_TOS_RE = re.compile(r"(!?)\s*(?:(\d{1,3})|0?[xX]([0-9a-fA-F]{1,2}))\Z")
+
+
+def _tos(b, v):
+    # Suricata detect-tos.c: [!]decimal or [!]x<hex> (0x<hex> accepted too)
+    m = _TOS_RE.match(_need(v, "tos").strip())
+    if not m:
+        raise RuleError(f"tos: expected [!]N or [!]xHH, got {v.strip()!r}")
+    val = int(m.group(2)) if m.group(2) is not None else int(m.group(3), 16)
+    if val > 255:
+        raise RuleError(f"tos: {val} outside 0..255")
+    _pkt_check(b, "tos", "ip.tos", IntCompare("!=" if m.group(1) else "=", val))
+
+
+def _fragbits(b, v):
+    text = _need(v, "fragbits").strip()
+    mode = "exact"
+    for sym, m in (("+", "all"), ("*", "any"), ("!", "not")):
+        if text.startswith(sym):
+            mode, text = m, text[1:]
+            break
+    bits = 0
+    for ch in text.strip().upper():
+        if ch not in FRAGBITS:
+            raise RuleError(f"fragbits: unknown bit {ch!r} (M, D, R)")
+        bits |= FRAGBITS[ch]
+    if not bits:
+        raise RuleError("fragbits: no bits given")
+    _pkt_check(b, "fragbits", "ip.fragbits", TcpFlags(bits, mode))
+
+
+def _ipopts(b, v):
+    name = _need(v, "ipopts").strip().lower()
+    if name not in IPOPT_BITS:
+        raise RuleError(f"ipopts: unknown option {name!r}")
+    _pkt_check(b, "ipopts", "ipopt." + name, IntCompare("=", 1))
+
+
+def _decode_event(b, v):
+    # Suricata: decode-event:<layer>.<event> (a leading "decoder." is allowed)
+    name = _need(v, "decode-event").strip().lower()
+    name = name.removeprefix("decoder.")
+    if name not in DECODER_EVENTS:
+        raise RuleError(f"decode-event: {name} is not detected by our decoder")
+    b.rule.setdefault("decode_events", []).append(name)
+
+
+def _prefilter(b, v):
+    # A hint to Suricata's prefilter engine about which keyword to prefilter on: never changes a match.
+    _none(v, "prefilter")
+
+
 # ------------------------------------------------------------------------------------ buffers & transforms
 
 def _sticky(buffer: str):
@@ -939,8 +1065,24 @@ for _n, _f in (("msg", _msg), ("sid", _sid), ("rev", _rev), ("gid", _gid), ("cla
                ("detection_filter", _detection_filter), ("stream_size", _stream_size), ("flags", _flags),
                ("dsize", _rule_compare("dsize", 65535)), ("itype", _rule_compare("itype", 255)),
                ("icode", _rule_compare("icode", 255)), ("ttl", _rule_compare("ttl", 255)),
-               ("ip_proto", _ip_proto), ("urilen", _urilen), ("tls.version", _tls_version)):
+               ("ip_proto", _ip_proto), ("urilen", _urilen), ("tls.version", _tls_version),
+               ("app-layer-event", _app_layer_event), ("dns.opcode", _dns_opcode),
+               ("dns.rrtype", _dns_rrtype)):
     _reg(_n, "rule", _f)
+for _n, _f in (("ack", _header_compare("ack", "tcp.ack", (1 << 32) - 1, True)),
+               ("seq", _header_compare("seq", "tcp.seq", (1 << 32) - 1, True)),
+               ("window", _header_compare("window", "tcp.window", 65535, True)),
+               ("tcp.mss", _header_compare("tcp.mss", "tcp.mss", 65535, True)),
+               ("icmp_id", _header_compare("icmp_id", "icmp.id", 65535)),
+               ("icmp_seq", _header_compare("icmp_seq", "icmp.seq", 65535)),
+               ("icmpv6.mtu", _header_compare("icmpv6.mtu", "icmpv6.mtu", (1 << 32) - 1)),
+               ("id", _header_compare("id", "ip.id", 65535)),
+               ("fragoffset", _header_compare("fragoffset", "ip.fragoffset", 8191)),
+               ("tos", _tos), ("fragbits", _fragbits), ("ipopts", _ipopts), ("prefilter", _prefilter),
+               ("decode-event", _decode_event)):
+    _reg(_n, "rule", _f)
+for _n, _alias in (("tcp.flags", "flags"), ("tcp.ack", "ack"), ("tcp.seq", "seq"), ("tcp.window", "window")):
+    _reg(_n, "rule", KEYWORDS[_alias].setup)
 for _n, _f in (("content", _content), ("uricontent", _uricontent), ("pcre", _pcre), ("byte_test", _byte_test),
                ("byte_jump", _byte_jump), ("byte_extract", _byte_extract), ("isdataat", _isdataat),
                ("bsize", _bsize)):

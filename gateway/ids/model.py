@@ -170,6 +170,17 @@ class IntCompare:
         return x != self.value
 
 
+@dataclass(frozen=True, slots=True)
+class TxInt:
+    """An integer field of an app-layer transaction (`dns.opcode`, `dns.rrtype`) compared with IntCompare.
+    For the multi-integers (dns.rrtype: one value per query / answer) `index` is Suricata's: "any" (one
+    of them), "all" (every one, and at least one), "all_or_absent", "or_absent" (one of them, or none
+    present), or an int position (negative: from the end)."""
+    field: str
+    compare: IntCompare
+    index: str | int = "any"
+
+
 @dataclass(slots=True, eq=True)
 class BufferSize:
     """bsize: the length of the buffer it is in, compared with IntCompare."""
@@ -228,6 +239,15 @@ class TcpFlags:
         if self.mode == "any":
             return f & self.flags != 0 if self.flags else f == 0
         return f & self.flags != self.flags
+
+
+@dataclass(frozen=True, slots=True)
+class PacketCheck:
+    """A packet-header condition: `field` (match.PACKET_FIELDS: "tcp.ack", "icmp.id", "ip.fragbits", ...) read
+    from the packet, tested with `test.matches(value)` (IntCompare, or TcpFlags for bit sets). A packet without
+    that field (another protocol, no MSS option, an ICMP type without an id) does not match, as in Suricata."""
+    field: str
+    test: IntCompare | TcpFlags
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,12 +312,17 @@ class Rule:
     ttl: IntCompare | None = None
     ip_proto: IntCompare | None = None
     stream_size: tuple[StreamSize, ...] = ()
+    pkt_checks: tuple[PacketCheck, ...] = ()   # header keywords: ack, seq, window, icmp_id, ipopts, fragbits, ...
+    ip_version: int | None = None       # 4 / 6 for `alert ipv4` / `alert ipv6`; None = either
+    decode_events: tuple[str, ...] = ()  # decode-event names (decoder_events.EVENTS) the packet must carry
     flowbits: tuple[FlowbitOp, ...] = ()
     xbits: tuple[XbitOp, ...] = ()
     noalert: bool = False
     threshold: Threshold | None = None
     detection_filter: Threshold | None = None
     tls_version: int | None = None      # tls.version: 0x0300 (SSLv3) .. 0x0304 (TLS 1.3)
+    app_events: tuple[str, ...] = ()    # app-layer-event names (without the proto prefix) the tx must carry
+    tx_ints: tuple[TxInt, ...] = ()     # dns.opcode / dns.rrtype conditions on the transaction
     tag: str | None = None              # accepted, no effect on detection (tagging of later packets)
     file: str = ""
     line: int = 0

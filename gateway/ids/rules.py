@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from .classification import Classification, load_classifications
+from .header import HEADER_BUFFERS
 from .keywords import BUFFERS, KEYWORDS, TRANSFORMS
 from .model import (
     ContentMatch,
@@ -44,7 +45,10 @@ PROTOCOLS: dict[str, tuple[frozenset | None, str | None, str | None]] = {
     "dns": (frozenset({6, 17}), "dns", None),
     "tls": (frozenset({6}), "tls", None), "smtp": (frozenset({6}), "smtp", None),
     "ftp": (frozenset({6}), "ftp", None),
+    "ipv4": (None, None, None), "ipv6": (None, None, None),
+    "pkthdr": (None, None, None),       # any packet, for decoder-event rules
 }
+_IP_VERSIONS = {"ipv4": 4, "ipv6": 6}      # `alert ipv4` / `alert ipv6`: ip rules for one IP version
 _APP_IP_PROTOS = {"http": frozenset({6}), "tls": frozenset({6}), "smtp": frozenset({6}), "ftp": frozenset({6}),
                   "dns": frozenset({6, 17})}
 # Application protocols whose files/bodies an app-layer parser hands to file.data. Suricata also has SMTP
@@ -211,6 +215,8 @@ def _select_fast_pattern(lists: list[MatchList]) -> FastPattern | None:
     ties: list = []
     for li, ml in enumerate(lists):
         prio = BUFFERS[ml.buffer].priority
+        if ml.buffer in HEADER_BUFFERS:
+            continue        # packet headers are matched per packet; the multi-pattern scan is for payloads
         for mi, m in enumerate(ml.matches):
             if type(m) is not ContentMatch:
                 continue
@@ -373,9 +379,13 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
         fast_pattern=_select_fast_pattern(lists), flow=flow, flags=r.get("flags"), dsize=r.get("dsize"),
         urilen=r.get("urilen"), urilen_raw=r.get("urilen_raw", False), itype=r.get("itype"),
         icode=r.get("icode"), ttl=r.get("ttl"), ip_proto=r.get("ip_proto"), stream_size=tuple(b.stream_sizes),
+        pkt_checks=tuple(r.get("pkt_checks", ())), ip_version=_IP_VERSIONS.get(proto),
+        decode_events=tuple(r.get("decode_events", ())),
         flowbits=tuple(b.flowbits), xbits=tuple(b.xbits), noalert=r.get("noalert", False),
         threshold=r.get("threshold"), detection_filter=r.get("detection_filter"),
-        tls_version=r.get("tls_version"), tag=r.get("tag"), file=file, line=line, text=text)
+        tls_version=r.get("tls_version"), tag=r.get("tag"), app_events=tuple(r.get("app_events", ())),
+        tx_ints=tuple(r.get("tx_ints", ())),
+        file=file, line=line, text=text)
 
 
 _DEFAULT_VARIABLES: Variables | None = None

@@ -160,6 +160,11 @@ def _text(b) -> str:
     return str(b)
 
 
+def _rrtype(rrtype: int) -> str:
+    from ..applayer.dns import RR_TYPE_NAMES
+    return RR_TYPE_NAMES.get(rrtype, str(rrtype))
+
+
 def _tx_metadata(app: str, tx) -> dict | None:
     """The http/dns/tls object an alert carries (a subset of Suricata's)."""
     try:
@@ -185,11 +190,17 @@ def _tx_metadata(app: str, tx) -> dict | None:
                 d["length"] = tx.response_body_len
             return d
         if app == "dns":
+            # Suricata 8's dns object (EVE dns v3): the request or the response this alert is about
             msg = tx.query or tx.response
             if msg is None:
                 return None
-            d = {"query": [{"rrname": _text(name), "rrtype": rrtype, "id": tx.id} for name, rrtype, _ in
-                           msg.questions[:16]]}
+            d = {"version": 3, "type": "response" if msg.is_response else "request", "id": tx.id,
+                 "opcode": msg.opcode, "rcode": msg.rcode_name,
+                 "queries": [{"rrname": _text(name), "rrtype": _rrtype(rrtype)} for name, rrtype, _ in
+                             msg.questions[:16]]}
+            if msg.is_response and msg.answers:
+                d["answers"] = [{"rrname": _text(rr.name), "rrtype": _rrtype(rr.rrtype), "ttl": rr.ttl}
+                                for rr in msg.answers[:16]]
             return d
         if app == "tls":
             d = {}

@@ -1,0 +1,106 @@
+"""App-layer keywords: app-layer-event, DNS multi-buffers and integers, HTTP header multi-buffers.
+
+Crafted traffic through the real Inspector and stages (helpers from test_ids_engine)."""
+from __future__ import annotations
+
+import pytest
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+from gateway.ids.model import RuleError
+from gateway.ids.rules import parse_rule
+
+from .conftest import udp
+from .test_ids_engine import C, S, _hs_cache, alerts, conversation, inspector, run  # noqa: F401
+
+
+def sids(events):
+    return sorted(a["alert"]["signature_id"] for a in alerts(events))
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+def test_app_layer_event_parse():
+    r = parse_rule("alert http any any -> any any (app-layer-event:http.request_chunk_extension; sid:1;)")
+    assert r.app_proto == "http" and r.app_events == ("request_chunk_extension",)
+    r = parse_rule("alert tcp any any -> any any (app-layer-event:dns.z_flag_set; sid:1;)")
+    assert r.app_proto == "dns"
+    for bad, why in (("smtp.invalid_reply", "no smtp parser"),
+                     ("applayer_mismatch_protocol_both_directions", "general events unsupported")):
+        with pytest.raises(RuleError, match=why):
+            parse_rule(f"alert tcp any any -> any any (app-layer-event:{bad}; sid:1;)")
+    with pytest.raises(RuleError, match="needs dns, but the rule is for http"):
+        parse_rule("alert http any any -> any any (app-layer-event:dns.z_flag_set; sid:1;)")
+
+
+def test_dns_rrtype_parse():
+    r = parse_rule("alert dns any any -> any any (dns.rrtype:!2; sid:1;)")
+    (ti,) = r.tx_ints
+    assert ti.field == "dns.rrtype" and ti.compare.op == "!=" and ti.index == "any"
+    assert parse_rule("alert dns any any -> any any (dns.rrtype:1,-1; sid:1;)").tx_ints[0].index == -1
+    assert parse_rule("alert dns any any -> any any (dns.rrtype:1,all; sid:1;)").tx_ints[0].index == "all"
+    with pytest.raises(RuleError, match="subslices"):
+        parse_rule("alert dns any any -> any any (dns.rrtype:1,0,1:2; sid:1;)")
+
+
+# ------------------------------------------------------------------------------------------ matching
+
+def _dns_exchange(qname="www.example.org", answers=(("www.example.org", 1, "192.0.2.1"),), opcode=0):
+    q = DNS(id=9, rd=1, opcode=opcode, qd=DNSQR(qname=qname))
+    an = [DNSRR(rrname=name, type=rtype, rdata=rdata, ttl=60) for name, rtype, rdata in answers]
+    r = DNS(id=9, qr=1, opcode=opcode, qd=DNSQR(qname=qname), an=an)
+    return [udp(C, S, 5353, 53, bytes(q)), udp(S, C, 53, 5353, bytes(r))]
+
+
+def test_dns_request_and_response_are_separate_transactions(tmp_path):
+    insp, events, _ = inspector(tmp_path,
+                                'alert dns any any -> any any (dns.queries.rrname; content:"example"; sid:1;)\n'
+                                'alert dns any any -> any any (dns.response.rrname; content:"target.example";'
+                                ' sid:2;)\n')
+    run(insp, _dns_exchange(answers=(("www.example.org", 5, "target.example"),
+                                     ("target.example", 1, "192.0.2.1"))))
+    got = [(a["alert"]["signature_id"], a["direction"]) for a in alerts(events)]
+    # sid 1 once per direction (the response repeats the question); sid 2 on the CNAME's rdata/name
+    assert sorted(got) == [(1, "to_client"), (1, "to_server"), (2, "to_client")]
+    resp = next(a for a in alerts(events) if a["alert"]["signature_id"] == 2)
+    assert resp["dns"]["type"] == "response" and resp["dns"]["answers"][0]["rrtype"] == "CNAME"
+
+
+def test_dns_rrtype_index_and_opcode(tmp_path):
+    insp, events, _ = inspector(tmp_path,
+                                "alert dns any any -> any any (dns.rrtype:1,0; flow:to_client; sid:1;)\n"
+                                "alert dns any any -> any any (dns.rrtype:1,all; flow:to_client; sid:2;)\n"
+                                "alert dns any any -> any any (dns.rrtype:1,-1; flow:to_client; sid:3;)\n"
+                                "alert dns any any -> any any (dns.rrtype:5; flow:to_server; sid:4;)\n"
+                                "alert dns any any -> any any (dns.opcode:0; flow:to_server; sid:5;)\n"
+                                "alert dns any any -> any any (dns.opcode:!0; sid:6;)\n")
+    # answers: CNAME then A -> index 0 is not A, the last one is, not all are
+    run(insp, _dns_exchange(answers=(("www.example.org", 5, "target.example"),
+                                     ("target.example", 1, "192.0.2.1"))))
+    assert sids(events) == [3, 5]
+
+
+def test_app_layer_event_fires_once_per_transaction(tmp_path):
+    insp, events, _ = inspector(
+        tmp_path,
+        "alert http any any -> any any (flow:established,to_server; "
+        "app-layer-event:http.request_chunk_extension; sid:1;)\n"
+        "alert http any any -> any any (app-layer-event:http.response_chunk_extension; sid:2;)\n")
+    req = (b"POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"3;ext=1\r\nabc\r\n0\r\n\r\n")
+    run(insp, conversation([(req, True), (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False),
+                            (req, True)]))
+    assert sids(events) == [1, 1]      # two requests with the event, no response event
+
+
+def test_http_request_and_response_header_multibuffers(tmp_path):
+    insp, events, _ = inspector(
+        tmp_path,
+        'alert http any any -> any any (http.request_header; content:"X-Key|3a 20|"; startswith; '
+        'pcre:"/^[a-f]{4}$/R"; sid:1;)\n'
+        'alert http any any -> any any (http.response_header; content:"Server|3a 20|nginx"; sid:2;)\n'
+        # each header is its own buffer: a pattern across two headers never matches
+        'alert http any any -> any any (http.request_header; content:"abcd|0d 0a|"; sid:3;)\n')
+    req = b"GET / HTTP/1.1\r\nHost: h\r\nX-Key: abcd\r\nAccept: */*\r\n\r\n"
+    res = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 0\r\n\r\n"
+    run(insp, conversation([(req, True), (res, False)]))
+    assert sids(events) == [1, 2]
