@@ -13,7 +13,7 @@ matters for replay and for any deployment without conntrack. Policy:
 from __future__ import annotations
 
 from .config import FragmentSection
-from .packet import DecodeError, Packet, decode_l4
+from .packet import DecodeError, Packet, build_packet
 
 
 class _Datagram:
@@ -105,23 +105,17 @@ class Defragmenter:
     def _datagram(head: Packet, payload: bytes, last: Packet) -> Packet:
         """Build the whole datagram from the first fragment's header and decode its upper layer; it
         carries the time, devices and pcap index of the fragment that completed it."""
-        p = Packet()
         hlen = head.ip_hlen
         header = bytearray(head.data[:hlen])
         if head.version == 4:
             total = hlen + len(payload)
             header[2:4] = total.to_bytes(2, "big")
             header[6:8] = b"\x00\x00"      # no longer a fragment
-        p.data = bytes(header) + payload
-        p.ts = last.ts
-        p.version = head.version
-        p.src, p.dst, p.proto, p.ttl = head.src, head.dst, head.proto, head.ttl
-        p.ip_id = head.ip_id
-        p.ip_hlen = hlen
-        p.length = hlen + len(payload)
-        p.frag_id = head.frag_id
+        data = bytes(header) + payload
+        p = build_packet(last.ts, data, head.version, head.src, head.dst, head.proto, head.ttl, head.ip_id,
+                         hlen, len(data), head.frag_id)
         p.indev, p.outdev, p.pcap_cnt = last.indev, last.outdev, last.pcap_cnt
-        return decode_l4(p, p.data)
+        return p
 
     def _expire(self, now: float) -> None:
         timeout = self.cfg.timeout

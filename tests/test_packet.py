@@ -4,8 +4,8 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import IP, TCP
-from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 
 from gateway.packet import ACK, PSH, SYN, DecodeError, decode
 
@@ -90,3 +90,54 @@ def test_fuzz_mutated_packets(pos, junk):
         decode(bytes(raw))
     except DecodeError:
         pass
+
+
+# Every field of a decoded packet, for each kind of datagram. decode builds packets without
+# Packet.__init__ (speed), so a slot it forgot would only show up as an AttributeError much later.
+_NO_L4 = {"sport": 0, "dport": 0, "tcp_flags": 0, "seq": 0, "ack": 0, "window": 0, "tcp_hlen": 0,
+          "tcp_options": b"", "icmp_type": -1, "icmp_code": -1}
+_DRIVER = {"indev": None, "outdev": None, "pcap_cnt": None, "reply": False}
+
+
+def _fields(p):
+    return {name: getattr(p, name) for name in type(p).__slots__}
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (tcp("10.0.0.1", "10.0.0.2", 1234, 80, "PA", 7, 9, b"data", id=77, ttl=5),
+     {**_NO_L4, "version": 4, "proto": 6, "ttl": 5, "ip_id": 77, "frag_id": 77, "ip_hlen": 20, "length": 44,
+      "sport": 1234, "dport": 80, "tcp_flags": PSH | ACK, "seq": 7, "ack": 9, "window": 8192, "tcp_hlen": 20,
+      "payload": b"data"}),
+    (udp("10.0.0.1", "10.0.0.2", 5353, 53, b"q"),
+     {**_NO_L4, "version": 4, "proto": 17, "ttl": 64, "ip_id": 1, "frag_id": 1, "ip_hlen": 20, "length": 29,
+      "sport": 5353, "dport": 53, "payload": b"q"}),
+    (icmp("10.0.0.1", "10.0.0.2", 3, 1, b"xyz"),
+     {**_NO_L4, "version": 4, "proto": 1, "ttl": 64, "ip_id": 1, "frag_id": 1, "ip_hlen": 20, "length": 31,
+      "icmp_type": 3, "icmp_code": 1, "payload": b"\x00\x00\x00\x00xyz"}),
+    (bytes(IP(src="10.0.0.1", dst="10.0.0.2", proto=47) / b"gre!"),
+     {**_NO_L4, "version": 4, "proto": 47, "ttl": 64, "ip_id": 1, "frag_id": 1, "ip_hlen": 20, "length": 24,
+      "payload": b"gre!"}),
+    (bytes(IP(src="10.0.0.1", dst="10.0.0.2", proto=6, flags="MF", frag=0, id=9) / b"12345678"),
+     {**_NO_L4, "version": 4, "proto": 6, "ttl": 64, "ip_id": 9, "frag_id": 9, "ip_hlen": 20, "length": 28,
+      "more_frags": True, "payload": b"12345678"}),
+    (bytes(IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=9) / TCP(sport=1, dport=2, flags="S", seq=3)),
+     {**_NO_L4, "version": 6, "proto": 6, "ttl": 9, "ip_id": 0, "frag_id": 0, "ip_hlen": 40, "length": 60,
+      "sport": 1, "dport": 2, "tcp_flags": SYN, "seq": 3, "window": 8192, "tcp_hlen": 20, "payload": b""}),
+    (bytes(IPv6(src="2001:db8::1", dst="2001:db8::2", nh=59)),
+     {**_NO_L4, "version": 6, "proto": 59, "ttl": 64, "ip_id": 0, "frag_id": 0, "ip_hlen": 40, "length": 40,
+      "payload": b""}),
+    (bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(id=5, offset=0, m=0)
+           / UDP(sport=7, dport=8) / b"atomic"),
+     {**_NO_L4, "version": 6, "proto": 17, "ttl": 64, "ip_id": 0, "frag_id": 5, "ip_hlen": 48, "length": 62,
+      "sport": 7, "dport": 8, "payload": b"atomic"}),
+    (bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(id=6, offset=1, m=1, nh=17)
+           / b"12345678"),
+     {**_NO_L4, "version": 6, "proto": 17, "ttl": 64, "ip_id": 0, "frag_id": 6, "ip_hlen": 48, "length": 56,
+      "frag_offset": 8, "more_frags": True, "payload": b"12345678"}),
+], ids=["tcp4", "udp4", "icmp4", "other4", "frag4", "tcp6", "nonext6", "atomicfrag6", "frag6"])
+def test_every_field_is_set(raw, expected):
+    p = decode(raw, 2.5)
+    want = {"frag_offset": 0, "more_frags": False, **_DRIVER, **expected, "ts": 2.5, "data": raw,
+            "src": p.src, "dst": p.dst}
+    assert _fields(p) == want
+    assert len(p.src) == len(p.dst) == (4 if p.version == 4 else 16)
