@@ -800,6 +800,12 @@ _HTTP_MULTI = frozenset(("http.request_header", "http.response_header"))
 def _tx_int(app: str, tx, to_server: bool, ti) -> bool:
     """dns.opcode / dns.rrtype on the message of this direction (Suricata detect_uint_match_at_index for
     the multi-integer rrtype: queries to_server, answers to_client)."""
+    if app == "tls":
+        # certificate validity of the server certificate (we do not parse client certificates)
+        if to_server:
+            return False
+        v = tx.not_before_epoch if ti.field == "tls_cert_notbefore" else tx.not_after_epoch
+        return v is not None and ti.compare.matches(v)
     if app != "dns":
         return False
     msg = tx.query if to_server else tx.response

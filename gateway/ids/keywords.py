@@ -14,10 +14,12 @@ fast-pattern priority (lower wins).
 """
 from __future__ import annotations
 
+import calendar
 import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from .decoder_events import EVENTS as DECODER_EVENTS
 from .header import FRAGBITS, IPOPT_BITS
@@ -797,6 +799,68 @@ def _dns_rrtype(b, v):
     b.need_app("dns", "dns.rrtype")
 
 
+def _tls_legacy_string(buffer: str, name: str, lower: bool = False):
+    # Suricata detect-tls.c: tls.subject / tls.issuerdn / tls.fingerprint:[!]"value" hold when the
+    # server certificate's field contains the value (strstr), i.e. a content match in its buffer
+    def setup(b, v):
+        b.single(name)
+        text = _need(v, name)
+        negated = text.startswith("!")
+        if negated:
+            text = text[1:].strip()
+        text = _unquote(text, name)
+        if not text:
+            raise RuleError(f"{name}: empty value")
+        if lower:
+            text = text.lower()         # fingerprints are logged and compared in lowercase
+        b.add_match(ContentMatch(text.encode("utf-8", "surrogateescape"), negated=negated), buffer)
+    return setup
+
+
+_DATE_FORMATS = ("%Y-%m", "%Y-%m-%d", "%Y-%m-%d %H", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H",
+                 "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%H:%M", "%H:%M:%S")
+_VALIDITY_RE = re.compile(r"\s*([<>])?\s*([ \-:TW0-9]+?)\s*(?:(<>)\s*([ \-:TW0-9]+?))?\s*\Z")
+
+
+def _date_epoch(text: str, name: str) -> int:
+    text = text.strip()
+    if re.fullmatch(r"\d{4}", text):
+        # a bare year (Suricata 9 reads tls_cert_notafter:>2015 as the year, not 2015 seconds)
+        return calendar.timegm((int(text), 1, 1, 0, 0, 0, 0, 0, 0))
+    if text.isdigit():
+        return int(text)                 # seconds since 1970
+    for fmt in _DATE_FORMATS:
+        try:
+            return calendar.timegm(datetime.strptime(text, fmt).timetuple())
+        except ValueError:
+            continue
+    raise RuleError(f"{name}: unreadable date {text!r}")
+
+
+def _tls_validity(field: str):
+    # tls_cert_notbefore / tls_cert_notafter:[<|>]date or date<>date (detect-tls-cert-validity.c):
+    # < is <=, > is >=, a range includes both ends; compared with the server certificate's field
+    def setup(b, v):
+        b.single(field)
+        m = _VALIDITY_RE.match(_need(v, field))
+        if m is None:
+            raise RuleError(f"{field}: expected [<|>]date or date<>date")
+        mode, d1, rng, d2 = m.groups()
+        if rng and mode:
+            raise RuleError(f"{field}: a range takes no < or >")
+        lo = _date_epoch(d1, field)
+        ints = b.rule.setdefault("tx_ints", [])
+        if rng:
+            hi = _date_epoch(d2, field)
+            if hi <= lo:
+                raise RuleError(f"{field}: range end must be after its start")
+            ints += [TxInt(field, IntCompare(">=", lo)), TxInt(field, IntCompare("<=", hi))]
+        else:
+            ints.append(TxInt(field, IntCompare({"<": "<=", ">": ">="}.get(mode, "="), lo)))
+        b.need_app("tls", field)
+    return setup
+
+
 # ---------------------------------------------------------------------------------------- flow & flags
 
 def _flow(b, v):
@@ -1067,7 +1131,12 @@ for _n, _f in (("msg", _msg), ("sid", _sid), ("rev", _rev), ("gid", _gid), ("cla
                ("icode", _rule_compare("icode", 255)), ("ttl", _rule_compare("ttl", 255)),
                ("ip_proto", _ip_proto), ("urilen", _urilen), ("tls.version", _tls_version),
                ("app-layer-event", _app_layer_event), ("dns.opcode", _dns_opcode),
-               ("dns.rrtype", _dns_rrtype)):
+               ("dns.rrtype", _dns_rrtype),
+               ("tls.subject", _tls_legacy_string("tls.cert_subject", "tls.subject")),
+               ("tls.issuerdn", _tls_legacy_string("tls.cert_issuer", "tls.issuerdn")),
+               ("tls.fingerprint", _tls_legacy_string("tls.cert_fingerprint", "tls.fingerprint", True)),
+               ("tls_cert_notbefore", _tls_validity("tls_cert_notbefore")),
+               ("tls_cert_notafter", _tls_validity("tls_cert_notafter"))):
     _reg(_n, "rule", _f)
 for _n, _f in (("ack", _header_compare("ack", "tcp.ack", (1 << 32) - 1, True)),
                ("seq", _header_compare("seq", "tcp.seq", (1 << 32) - 1, True)),
