@@ -104,3 +104,24 @@ def test_http_request_and_response_header_multibuffers(tmp_path):
     res = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 0\r\n\r\n"
     run(insp, conversation([(req, True), (res, False)]))
     assert sids(events) == [1, 2]
+
+
+def test_tls_legacy_certificate_keywords_parse():
+    r = parse_rule('alert tls any any -> any any (tls.subject:"CN=a, O=B"; tls.issuerdn:!"CN=x"; '
+                   'tls.fingerprint:"AB:cd"; sid:1;)')
+    subj, = r.buffer("tls.cert_subject").matches
+    iss, = r.buffer("tls.cert_issuer").matches
+    fp, = r.buffer("tls.cert_fingerprint").matches
+    assert subj.pattern == b"CN=a, O=B" and not subj.negated and iss.negated and fp.pattern == b"ab:cd"
+
+
+def test_tls_cert_validity_parse():
+    r = parse_rule("alert tls any any -> any any (tls_cert_notafter:>2015; "
+                   "tls_cert_notbefore:2014-01-01<>2014-12-31T23:59:59; sid:1;)")
+    after, lo, hi = r.tx_ints
+    assert after.field == "tls_cert_notafter" and (after.compare.op, after.compare.value) == (">=", 1420070400)
+    assert (lo.compare.op, lo.compare.value) == (">=", 1388534400)
+    assert (hi.compare.op, hi.compare.value) == ("<=", 1420070399)
+    for bad in ("tls_cert_notafter:>2015<>2016", "tls_cert_notafter:2016<>2015", "tls_cert_notafter:soon"):
+        with pytest.raises(RuleError, match="tls_cert_notafter"):
+            parse_rule(f"alert tls any any -> any any ({bad}; sid:1;)")
