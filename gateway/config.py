@@ -35,6 +35,7 @@ class GatewaySection:
     queue_start: int = 0            # first queue number
     fail_open: bool = True          # traffic flows (uninspected) while no worker is bound / queue is full
     bypass: bool = True             # inspection-depth bypass: conntrack-mark flows with nothing left to inspect
+    ips: bool = True                # inline, drop/reject signatures block; false: they only alert (IDS)
     mark_bypass: int = 0x100000     # connmark bit meaning "kernel forwards the rest of this flow"
     mark_reject: int = 0x200000     # packet mark bit meaning "kernel answers with RST / ICMP unreachable"
     mark_reply: int = 0x400000      # packet mark bit the chain sets on conntrack's reply direction, so a

@@ -125,3 +125,18 @@ def test_tls_to_the_ips_test_domain_is_blocked(lab, gw):
     assert blocked.strip() == "timeout", blocked                # the hello was dropped: no answer at all
     (alert,) = _wait(lambda: _alerts(gw, SID_TLS_TEST), 5.0)
     assert alert["alert"]["action"] == "blocked" and alert["tls"]["sni"] == "www.ips-test.clinic-gateway.example"
+
+
+def test_ids_only_mode_alerts_without_blocking(request, tmp_path):
+    """gateway.ips = false (trying out a new rule set): the EICAR download arrives, the alert says
+    "allowed"."""
+    own = make_lab(request)
+    gw = own.start_gateway(base_config(ips=False), signatures=str(SIGNATURES))
+    gw.wait_ready()
+    (own.www / "eicar.com").write_bytes(EICAR)
+    out = tmp_path / "eicar.com"
+    r = own.curl("lan", f"http://{WAN}/eicar.com", max_time=5, output=str(out))
+    assert r.returncode == 0 and out.read_bytes() == EICAR, (r.stderr, gw.log())
+    (alert,) = _wait(lambda: _alerts(gw, SID_EICAR), 5.0)
+    assert alert["alert"]["action"] == "allowed", alert
+    assert gw.stop() == 0

@@ -247,7 +247,7 @@ def main(args) -> int:
         sigs = SignatureSet.open(cfg.signatures_dir(getattr(args, "signatures", None)))
         # Built once, here: a bad set is refused before any rule is installed, and every worker (and
         # every restart) gets a pristine copy-on-write copy of the compiled stages through fork.
-        stages = build_stages(cfg, sigs, ips=True)     # inline: drop/reject rules act
+        stages = build_stages(cfg, sigs, ips=cfg.gateway.ips)
     except (SignatureError, config_mod.ConfigError) as e:
         print(f"gateway: signature set refused: {e}", file=sys.stderr)
         return 2
