@@ -37,17 +37,8 @@ def seq_diff(a: int, b: int) -> int:
 class StreamDirection:
     """Reassembles one direction. `next_seq` is the next byte expected; None until the start is known."""
 
-    __slots__ = (
-        "delivered",
-        "fin_seq",
-        "finished",
-        "gap_before_next",
-        "gaps",
-        "next_seq",
-        "overlap_mismatch",
-        "pending",
-        "pending_bytes",
-    )
+    __slots__ = ("next_seq", "pending", "pending_bytes", "delivered", "finished", "gaps",
+                 "overlap_mismatch", "fin_seq", "gap_before_next", "depth_reached")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
@@ -59,6 +50,7 @@ class StreamDirection:
         self.overlap_mismatch = 0
         self.fin_seq: int | None = None
         self.gap_before_next = False          # a hole was skipped: the next bytes delivered follow a gap
+        self.depth_reached = False            # stream.depth bytes were handed to inspection
 
     def add(self, seq: int, data: bytes) -> tuple[bytes, int]:
         """Add a segment. Returns (newly contiguous bytes, change in pending bytes)."""
@@ -133,6 +125,18 @@ class StreamDirection:
         self.gap_before_next = True
 
 
+def stream_exhausted(flow: Flow) -> bool:
+    """No more stream bytes will be inspected in this TCP flow: a direction reached stream.depth (the
+    start of the conversation, where protocols and payloads show, has been seen; Suricata's
+    stream.bypass works the same way), or both directions ended or were given up. Stages that inspect
+    stream bytes use it in their done()."""
+    streams = flow.streams
+    if streams is None:
+        return False
+    a, b = streams
+    return a.depth_reached or b.depth_reached or (a.finished and b.finished)
+
+
 class StreamStage(Stage):
     name = "stream"
 
@@ -186,6 +190,7 @@ class StreamStage(Stage):
                     ctx.stream_gap = True
                 ctx.stream_data = data
             if mine.delivered >= self.cfg.depth:
+                mine.depth_reached = True
                 self._finish(mine)
                 return
             if grew > 0 and (mine.pending_bytes > self.cfg.max_pending or self.pending_total > self.cfg.memcap):
@@ -222,15 +227,11 @@ class StreamStage(Stage):
     def done(self, flow: Flow) -> bool:
         """Nothing left to reassemble: a direction reached depth (the interesting start of the
         conversation has been seen), or both directions ended."""
-        streams = flow.streams
         if flow.proto != PROTO_TCP:
             return True
-        if streams is None:
+        if flow.streams is None:
             return flow.midstream and not self.cfg.midstream
-        a, b = streams
-        if a.finished and b.finished:
-            return True
-        return (a.finished and a.delivered >= self.cfg.depth) or (b.finished and b.delivered >= self.cfg.depth)
+        return stream_exhausted(flow)
 
     def on_flow_end(self, flow: Flow) -> None:
         if flow.streams is not None:

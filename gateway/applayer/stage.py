@@ -15,6 +15,7 @@ from __future__ import annotations
 from ..events import packet_event
 from ..packet import FIN, PROTO_TCP, PROTO_UDP, RST, SYN
 from ..pipeline import PacketContext, Stage
+from ..stream import stream_exhausted
 from .detect import detect
 from .dns import DnsParser
 from .http import _HEADERS, HttpParser
@@ -194,7 +195,7 @@ class AppLayerStage(Stage):
         st = flow.state.get("applayer")
         if st is None:
             return flow.proto not in (PROTO_TCP, PROTO_UDP)
-        if st.failed:
+        if st.failed or flow.proto == PROTO_TCP and stream_exhausted(flow):
             return True
         if st.proto == "tls":
             return bool(st.parser.done)

@@ -17,6 +17,7 @@ from ..events import eve_timestamp, packet_event
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED
 from ..packet import PROTO_TCP, SYN
 from ..pipeline import PacketContext, Stage, Verdict
+from ..stream import stream_exhausted
 from .engine import DetectionEngine, FlowIdsState, flow_state
 
 _ACTION_VERDICT = {"drop": Verdict.DROP, "reject": Verdict.REJECT}
@@ -145,9 +146,8 @@ class IdsStage(Stage):
             return True
         if not len(self.engine):
             return True
-        if flow.proto == PROTO_TCP and flow.streams is not None:
-            a, b = flow.streams
-            return a.finished and b.finished
+        if flow.proto == PROTO_TCP:
+            return stream_exhausted(flow)
         return False
 
     def on_flow_end(self, flow) -> None:
