@@ -118,7 +118,10 @@ class FlowTable:
             flow.bytes_toclient += pkt.length
         flow.last_ts = pkt.ts
         if pkt.proto == PROTO_TCP:
-            self._tcp_track(flow, pkt, to_server)
+            # Most TCP packets are plain data/ACKs of an established flow: no state change, and the
+            # timeout is already the established one.
+            if pkt.tcp_flags & (SYN | FIN | RST) or flow.tcp_state != TCP_ESTABLISHED:
+                self._tcp_track(flow, pkt, to_server)
         else:
             flow.timeout = self._timeouts.get(pkt.proto, self.cfg.other_timeout)
         return flow, to_server, created

@@ -1,6 +1,6 @@
 """Flow table: bidirectional lookup, TCP state, timeouts, the size bound and its policy."""
 from gateway.config import FlowSection
-from gateway.flow import TCP_CLOSED, TCP_ESTABLISHED, TCP_SYN_RECV, TCP_SYN_SENT, FlowTable
+from gateway.flow import TCP_CLOSED, TCP_CLOSING, TCP_ESTABLISHED, TCP_SYN_RECV, TCP_SYN_SENT, FlowTable
 from gateway.packet import decode
 from gateway.pipeline import Verdict
 
@@ -102,3 +102,26 @@ def test_tick_expires_idle_flows_without_a_packet():
     assert len(insp.flows) == 1 and not events
     insp.tick(106.0)
     assert len(insp.flows) == 0 and [e["event_type"] for e in events] == ["flow"]
+
+
+def test_timeout_follows_tcp_state_through_data_fin_and_rst():
+    cfg = FlowSection(tcp_new_timeout=11, tcp_established_timeout=22, tcp_closed_timeout=33)
+    t = FlowTable(cfg)
+    timeouts = []
+    for data, _ in handshake():
+        flow, *_ = t.lookup(decode(data, 1.0))
+        timeouts.append(flow.timeout)
+    assert timeouts == [11, 11, 22]
+    # data both ways (the established fast path) keeps state and timeout
+    for i in range(3):
+        t.lookup(decode(tcp("10.10.0.10", "198.18.0.10", 40000, 80, "PA", 1001 + i, 5001, b"x"), 2.0))
+        t.lookup(decode(tcp("198.18.0.10", "10.10.0.10", 80, 40000, "A", 5001, 1002 + i), 2.0))
+    assert (flow.tcp_state, flow.timeout, flow.pkts_toserver, flow.pkts_toclient) == (TCP_ESTABLISHED, 22, 5, 4)
+    t.lookup(decode(tcp("10.10.0.10", "198.18.0.10", 40000, 80, "FA", 1004, 5001), 3.0))
+    assert (flow.tcp_state, flow.timeout, flow.fin_seen) == (TCP_CLOSING, 33, 1)
+    # a midstream flow: its first ACK makes it established; a later RST closes it
+    mid, *_ = t.lookup(decode(tcp(sport=40001, flags="A", seq=7, ack=9), 4.0))
+    assert (mid.midstream, mid.tcp_state, mid.timeout) == (True, TCP_ESTABLISHED, 22)
+    t.lookup(decode(tcp(sport=40001, flags="PA", seq=7, ack=9, payload=b"y"), 4.0))
+    t.lookup(decode(tcp(sport=40001, flags="R", seq=8), 4.5))
+    assert (mid.tcp_state, mid.timeout, mid.end_reason) == (TCP_CLOSED, 33, "rst")
