@@ -28,7 +28,7 @@ from .decoder_events import packet_events
 from .header import HEADER_BUFFERS, field_value, header_buffer
 from .keywords import BUFFERS
 from .match import apply_transforms, match_list
-from .model import Rule
+from .model import IntCompare, Rule
 from .prefilter import BufferPrefilter, default_cache_dir
 
 ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
@@ -103,7 +103,22 @@ class _CRule:
         self.writes_bits = any(op.command in ("set", "unset", "toggle") for op in rule.flowbits)
         fb = 2 if self.writes_bits and not self.reads_bits else 1 if self.writes_bits else \
             0 if self.reads_bits else -1
-        self.order = (ACTION_RANK.get(rule.action, 3), -fb, rule.priority, idx)
+        # Suricata's sig ordering after flowbits: flowint, then hostbits, then ippair xbits (writers first)
+        fi = _rw_rank([op.op in _FLOWINT_CONDS for op in rule.flowints])
+        hb = _rw_rank([op.command[:2] == "is" for op in rule.xbits if op.track != "ip_pair"])
+        pb = _rw_rank([op.command[:2] == "is" for op in rule.xbits if op.track == "ip_pair"])
+        self.order = (ACTION_RANK.get(rule.action, 3), -fb, -fi, -hb, -pb, rule.priority, idx)
+
+
+_FLOWINT_CONDS = frozenset(("==", "!=", "<", "<=", ">", ">=", "isset", "notset"))
+
+
+def _rw_rank(reads: list[bool]) -> int:
+    """2 writes only, 1 reads and writes, 0 reads only, -1 unused (Suricata's SET > SET_READ > READ)."""
+    if not reads:
+        return -1
+    r, w = any(reads), not all(reads)
+    return 2 if w and not r else 1 if w else 0
 
 
 class _Group:
@@ -191,6 +206,38 @@ def _index_by_address(grp: _Group, cr: _CRule) -> bool:
     return False
 
 
+def _fp_anchor(cr: _CRule) -> tuple | None:
+    """Where the fast pattern must end in its buffer, for the prefilter (prefilter.py `anchor`): from the
+    fast-pattern content's own offset/depth/startswith/endswith when it is absolute and the buffer scanned is
+    the very buffer it is evaluated on. None: anywhere."""
+    r = cr.rule
+    fp = r.fast_pattern
+    if fp.buffer == "pkt_data":
+        if cr.stream_mode is not None:
+            return None         # evaluated on the packet payload, scanned in the reassembled data
+    elif _APP_OF_BUFFER.get(fp.buffer) is None or _version_kind(fp.buffer) not in (0, 1, 4):
+        return None             # bodies are scanned incrementally (a suffix): no absolute positions there
+    m = r.buffers[fp.list_index].matches[fp.match_index]
+    if m.negated or m.relative:
+        return None
+    plen = len(m.pattern)
+    co, cl = m.fast_pattern_chop or (0, plen)
+    if m.startswith:
+        offset, depth = 0, plen
+    else:
+        offset, depth = m.offset or 0, m.depth
+    if not isinstance(offset, int) or offset < 0:
+        return None
+    lo = offset + co + cl
+    hi = offset + depth - plen + co + cl if isinstance(depth, int) else None
+    endswith = m.endswith and co + cl == plen
+    if hi is not None and hi < lo:
+        return None
+    if lo == len(fp.pattern) and hi is None and not endswith:
+        return None
+    return (lo, hi, endswith)
+
+
 def _port_count(pg) -> int:
     return sum(hi - lo + 1 for lo, hi in pg.ranges)
 
@@ -224,7 +271,7 @@ class DetectionEngine:
                         ports = [p for lo, hi in r.dport.ranges for p in range(lo, hi + 1)]
                     elif not cr.sport_any and _port_count(r.sport) <= _PORT_BUCKET_MAX:
                         ports = [-1 - p for lo, hi in r.sport.ranges for p in range(lo, hi + 1)]
-                    entry = (fp.pattern, fp.nocase, cr.idx, ports)
+                    entry = (fp.pattern, fp.nocase, cr.idx, ports, _fp_anchor(cr))
                     if key in _SAME_AS_FILE_DATA:
                         key = "file.data"     # the same bytes: one scan serves both (tx_dir picks the body)
                     if fp.buffer == "pkt_data":
@@ -262,7 +309,7 @@ class DetectionEngine:
             for e in ents:
                 if e[3] is not None and len(e[3]) <= _PORT_DB_MAX_PORTS:
                     for pk in e[3]:
-                        by_port.setdefault(pk, []).append((e[0], e[1], e[2]))
+                        by_port.setdefault(pk, []).append((e[0], e[1], e[2], None, e[4]))
                 else:
                     rest.append(e)
             entries[(g, key, d)] = rest
@@ -384,9 +431,13 @@ class DetectionEngine:
                         hits.update(prev[1])
                         for name, transforms, pf in bufs:
                             for buf in self._buffers(app, tx, name, to_server):
+                                start = max(0, prev[0] - pf.max_len + 1)
                                 if transforms:
+                                    # offsets of the raw body do not hold in a transformed one (url_decode,
+                                    # strip_whitespace shorten it): scan all of it
                                     buf = apply_transforms(buf, transforms)
-                                for tup in pf.scan(buf[max(0, prev[0] - pf.max_len + 1):], dport, sport):
+                                    start = 0
+                                for tup in pf.scan(buf[start:], dport, sport):
                                     hits.update(tup)
                     else:
                         for name, transforms, pf in bufs:
@@ -492,7 +543,7 @@ class DetectionEngine:
             for app, tx in matched:
                 self._post_match(cr, pkt, flow, state)
                 if (rule.threshold is not None or rule.detection_filter is not None) and \
-                        not self._threshold_ok(rule, pkt):
+                        not self._threshold_ok(rule, pkt, flow):
                     continue
                 # noalert rules are returned too: no event, but their action (drop, pass) still applies
                 out.append(Match(rule, tx, app, cr.flow_scope))
@@ -539,6 +590,8 @@ class DetectionEngine:
         if cr.reads_bits and not self._bits_ok(r, state.bits):
             return False
         if r.xbits and not self._xbits_ok(r, pkt):
+            return False
+        if r.flowints and not _flowints_ok(r, state.ints):
             return False
         if r.ip_version is not None and pkt.version != r.ip_version:
             return False
@@ -587,10 +640,11 @@ class DetectionEngine:
         return True
 
     def _xbit_key(self, op, pkt):
+        # ip_src / ip_dst bits live on the host (Suricata's host table): one bit whichever side set it
         if op.track == "ip_src":
-            return (op.name, "s", pkt.src)
+            return (op.name, "h", pkt.src)
         if op.track == "ip_dst":
-            return (op.name, "d", pkt.dst)
+            return (op.name, "h", pkt.dst)
         a, b = sorted((pkt.src, pkt.dst))
         return (op.name, "p", a, b)
 
@@ -658,6 +712,8 @@ class DetectionEngine:
                             bits.discard(n)
                         else:
                             bits.add(n)
+        if r.flowints:
+            _flowints_apply(r, state.ints)
         for op in r.xbits:
             key = self._xbit_key(op, pkt)
             if op.command == "set":
@@ -671,7 +727,7 @@ class DetectionEngine:
                 if self.xbits.pop(key, None) is None:
                     self.xbits[key] = pkt.ts + op.expire if op.expire else 0
 
-    def _threshold_ok(self, r: Rule, pkt) -> bool:
+    def _threshold_ok(self, r: Rule, pkt, flow) -> bool:
         for th in (r.detection_filter, r.threshold):
             if th is None:
                 continue
@@ -680,21 +736,35 @@ class DetectionEngine:
             elif th.track == "by_dst":
                 tk = pkt.dst
             elif th.track == "by_both":
-                tk = (pkt.src, pkt.dst)
+                tk = (pkt.src, pkt.dst) if pkt.src <= pkt.dst else (pkt.dst, pkt.src)   # either direction
+            elif th.track == "by_flow":
+                tk = ("flow", flow.flow_id)
             else:
                 tk = None
             key = (r.gid, r.sid, th.type, tk)
             ent = self.thresholds.get(key)
             now = pkt.ts
-            if ent is None or now - ent[1] > th.seconds:
-                ent = [0, now, False]
+            if ent is None or th.seconds and now - ent[1] > th.seconds:
+                # [matches, window start, "both" fired / backoff next alert, unique_on port bitmap]
+                ent = [0, now, th.count if th.type == "backoff" else False, 0]
                 self.thresholds[key] = ent
                 if len(self.thresholds) > MAX_THRESHOLD_ENTRIES:
                     self.thresholds.popitem(last=False)
-            ent[0] += 1
+            if th.unique_on is not None:
+                # count each port once per window (a 65536-bit bitmap: 8 KiB at most per entry)
+                bit = 1 << (pkt.dport if th.unique_on == "dst_port" else pkt.sport)
+                if not ent[3] & bit:
+                    ent[3] |= bit
+                    ent[0] += 1
+            else:
+                ent[0] += 1
             n = ent[0]
             t = th.type
-            if t == "limit":
+            if t == "backoff":
+                ok = n == ent[2]
+                if ok:
+                    ent[2] *= th.multiplier
+            elif t == "limit":
                 ok = n <= th.count
             elif t == "threshold":
                 ok = n >= th.count
@@ -714,7 +784,7 @@ class DetectionEngine:
 class FlowIdsState:
     """The engine's per-flow state (flow.state["ids"])."""
 
-    __slots__ = ("bits", "tx", "est", "passed", "scans", "failed")
+    __slots__ = ("bits", "tx", "est", "passed", "scans", "failed", "ints")
 
     def __init__(self) -> None:
         self.bits: set[str] = set()                 # flowbits
@@ -723,6 +793,48 @@ class FlowIdsState:
         self.passed = False                         # a pass rule matched: no more inspection
         self.scans: dict = {}                       # prefilter results per tx buffer (see inspect)
         self.failed: dict = {}                      # (tx, rule, dir) -> buffer versions it failed on
+        self.ints: dict[str, int] = {}              # flowint variables
+
+
+MAX_FLOWINTS = 256      # per flow: variables beyond this are not created
+
+
+def _flowint_value(op, ints: dict):
+    return ints.get(op.value) if isinstance(op.value, str) else op.value
+
+
+def _flowints_ok(r: Rule, ints: dict) -> bool:
+    for op in r.flowints:
+        o = op.op
+        if o not in _FLOWINT_CONDS:
+            continue
+        cur = ints.get(op.name)
+        if o == "notset":
+            if cur is not None:
+                return False
+            continue
+        if cur is None:
+            return False
+        if o == "isset":
+            continue
+        val = _flowint_value(op, ints)
+        if val is None or not IntCompare("!=" if o == "!=" else "=" if o == "==" else o, val).matches(cur):
+            return False
+    return True
+
+
+def _flowints_apply(r: Rule, ints: dict) -> None:
+    for op in r.flowints:
+        o = op.op
+        if o in _FLOWINT_CONDS:
+            continue
+        val = _flowint_value(op, ints)
+        if val is None:
+            continue                         # the source variable is not set: nothing to do
+        if op.name not in ints and len(ints) >= MAX_FLOWINTS:
+            continue
+        cur = ints.get(op.name, 0)
+        ints[op.name] = val if o == "=" else (cur + val) & 0xFFFFFFFF if o == "+" else max(cur - val, 0)
 
 
 def flow_state(flow) -> FlowIdsState:
@@ -766,7 +878,8 @@ def _stream_size(ss, flow) -> bool:
 
 
 # what an HTTP buffer is built from: 0 request line+headers, 1 response line+headers, 2 request body,
-# 3 response body; 4 / 5 = headers / body of the packet's own direction
+# 3 response body; 4 / 5 = headers / body of the packet's own direction; 6 = the file names of the
+# packet's direction (they appear with the body, and multipart names once the request is complete)
 _BODY_KINDS = (2, 3, 5)
 
 
@@ -777,6 +890,8 @@ def _version_kind(name: str) -> int:
         return 3
     if name == "file.data":
         return 5
+    if name == "file.name":
+        return 6
     spec = BUFFERS.get(name)
     if spec is None or spec.direction is None:
         return 4
@@ -791,10 +906,11 @@ def _tx_versions(app: str, tx, to_server: bool):
     req = (len(tx.request_line), len(tx.request_headers), getattr(tx, "partial_of", None) is None)
     res = (len(tx.response_line), len(tx.response_headers))
     reqb, resb = len(tx.request_body), len(tx.response_body)
-    return (req, res, reqb, resb, req if to_server else res, reqb if to_server else resb)
+    files = (reqb, len(tx.request_files), tx.request_complete) if to_server else (resb, len(tx.response_headers))
+    return (req, res, reqb, resb, req if to_server else res, reqb if to_server else resb, files)
 
 
-_HTTP_MULTI = frozenset(("http.request_header", "http.response_header"))
+_HTTP_MULTI = frozenset(("http.request_header", "http.response_header", "file.name"))
 
 
 def _tx_int(app: str, tx, to_server: bool, ti) -> bool:

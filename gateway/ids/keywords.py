@@ -30,6 +30,7 @@ from .model import (
     ByteTest,
     ContentMatch,
     FlowbitOp,
+    FlowintOp,
     FlowMatch,
     IntCompare,
     IsDataAt,
@@ -78,6 +79,8 @@ BUFFERS: dict[str, BufferSpec] = {
     # sections exist in both directions, dns.response.rrname (every name of a response) only to_client
     **_specs("dns", None, "dns.queries.rrname dns.answers.rrname dns.authorities.rrname dns.additionals.rrname"),
     **_specs("dns", "to_client", "dns.response.rrname"),
+    # multi-buffer: the name of each file of the transaction (HttpTransaction.file_names)
+    **_specs("http", None, "file.name"),
     # multi-buffers: "Name: value" per header (applayer/http.py HttpTransaction.buffers)
     **_specs("http", "to_server", "http.request_header"),
     **_specs("http", "to_client", "http.response_header"),
@@ -110,7 +113,7 @@ LEGACY_MODIFIERS: dict[str, str] = {
     "http_host": "http.host", "http_raw_host": "http.host.raw",
 }
 
-TRANSFORMS = ("dotprefix", "to_lowercase", "strip_whitespace")
+TRANSFORMS = ("dotprefix", "to_lowercase", "strip_whitespace", "url_decode")
 
 # pcre buffer-selection flags (Suricata detect-pcre.c) -> buffer
 PCRE_BUFFER_FLAGS: dict[str, str] = {
@@ -817,6 +820,38 @@ def _tls_legacy_string(buffer: str, name: str, lower: bool = False):
     return setup
 
 
+def _file_name_legacy(ext: bool):
+    # Suricata 7: filename:[!]"x" is `file.name; content:[!]"x"; nocase;` (it was a case-insensitive
+    # match before file.name existed) and fileext:[!]"x" is the same with ".x" and endswith
+    name = "fileext" if ext else "filename"
+
+    def setup(b, v):
+        text = _need(v, name)
+        negated = text.startswith("!")
+        if negated:
+            text = text[1:].strip()
+        if not (len(text) >= 2 and text[0] == '"' and text[-1] == '"'):
+            raise RuleError(f"{name}: value must be in double quotes")
+        pattern = decode_content(text[1:-1])
+        if not pattern:
+            raise RuleError(f"{name}: empty value")
+        if ext:
+            pattern = b"." + pattern
+        b.add_match(ContentMatch(pattern, negated=negated, nocase=True, endswith=ext), "file.name")
+    return setup
+
+
+def _filestore(b, v):
+    # storing files to disk is not a gateway feature (files go to the YARA stage instead); the keyword
+    # never changes whether the rule matches, so it is accepted with its arguments checked
+    b.single("filestore")
+    if v is not None and v.strip():
+        parts = [p.strip() for p in v.split(",")]
+        if len(parts) > 2 or parts[0] not in ("request", "response", "both", "to_server", "to_client") or \
+                (len(parts) == 2 and parts[1] not in ("file", "tx", "ssn", "flow")):
+            raise RuleError("filestore: expected [direction[,scope]]")
+
+
 _DATE_FORMATS = ("%Y-%m", "%Y-%m-%d", "%Y-%m-%d %H", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H",
                  "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%H:%M", "%H:%M:%S")
 _VALIDITY_RE = re.compile(r"\s*([<>])?\s*([ \-:TW0-9]+?)\s*(?:(<>)\s*([ \-:TW0-9]+?))?\s*\Z")
@@ -989,26 +1024,89 @@ def _xbits(b, v):
     b.xbits.append(XbitOp(cmd, name, track, expire))
 
 
+def _hostbits(b, v):
+    # Suricata detect-hostbits.c: hostbits:<cmd>,<name>[,src|dst|both] - xbits stored per host (default src)
+    parts = [p.strip() for p in _need(v, "hostbits").split(",")]
+    cmd = parts[0].lower()
+    if cmd == "noalert":
+        if len(parts) > 1:
+            raise RuleError("hostbits:noalert takes no name")
+        b.rule["noalert"] = True
+        return
+    if cmd not in ("set", "unset", "toggle", "isset", "isnotset") or not 2 <= len(parts) <= 3:
+        raise RuleError("hostbits: expected set|unset|toggle|isset|isnotset, name[, src|dst|both]")
+    name = parts[1]
+    if not _BIT_NAME.match(name):
+        raise RuleError(f"hostbits: invalid name {name!r}")
+    where = parts[2].lower() if len(parts) == 3 else "src"
+    if where == "both" and cmd in ("set", "unset", "toggle"):
+        tracks = ("ip_src", "ip_dst")
+    elif where in ("src", "dst"):
+        tracks = ("ip_" + where,)
+    else:
+        raise RuleError(f"hostbits: direction must be src or dst{' or both' if cmd[:2] != 'is' else ''}, "
+                        f"got {where!r}")
+    for track in tracks:
+        b.xbits.append(XbitOp(cmd, name, track))
+
+
+_FLOWINT_OPS = {"+": "+", "-": "-", "=": "=", "==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=",
+                "isset": "isset", "notset": "notset", "isnotset": "notset"}
+
+
+def _flowint(b, v):
+    # Suricata detect-flowint.c: flowint:name,op[,value|var]
+    parts = [p.strip() for p in _need(v, "flowint").split(",")]
+    if len(parts) < 2 or not _VAR_NAME.match(parts[0]) or parts[1] not in _FLOWINT_OPS:
+        raise RuleError("flowint: expected name, op (+ - = == != < <= > >= isset notset)[, value]")
+    op = _FLOWINT_OPS[parts[1]]
+    value: int | str | None = None
+    if op in ("isset", "notset"):
+        if len(parts) != 2:
+            raise RuleError(f"flowint: {op} takes no value")
+    else:
+        if len(parts) != 3 or not parts[2]:
+            raise RuleError(f"flowint: {op} needs a value")
+        if _INT_RE.match(parts[2]):
+            value = parse_int(parts[2], "flowint value", 0, (1 << 32) - 1)
+        elif _VAR_NAME.match(parts[2]):
+            value = parts[2]
+        else:
+            raise RuleError(f"flowint: bad value {parts[2]!r}")
+    b.rule.setdefault("flowints", []).append(FlowintOp(parts[0], op, value))
+
+
 def _threshold_args(text: str, name: str, need_type: bool) -> Threshold:
     vals: dict[str, str] = {}
     for part in text.split(","):
         word, _, arg = part.strip().partition(" ")
         arg = arg.strip()
-        if word not in ("type", "track", "count", "seconds") or not arg:
+        allowed = ("type", "track", "count", "seconds", "multiplier") if need_type else \
+            ("track", "count", "seconds", "unique_on")
+        if word not in allowed or not arg:
             raise RuleError(f"{name}: unexpected {part.strip()!r}")
         if word in vals:
             raise RuleError(f"{name}: {word} given twice")
         vals[word] = arg
-    missing = [k for k in (("type",) if need_type else ()) + ("track", "count", "seconds") if k not in vals]
+    ttype = vals.get("type", "detection_filter")
+    # backoff counts without a time window: alerts on match count, count*multiplier, count*multiplier^2...
+    window = ("multiplier",) if ttype == "backoff" else ("seconds",)
+    missing = [k for k in (("type",) if need_type else ()) + ("track", "count") + window if k not in vals]
     if missing:
         raise RuleError(f"{name}: missing {', '.join(missing)}")
-    ttype = vals.get("type", "detection_filter")
-    if need_type and ttype not in ("limit", "threshold", "both"):
-        raise RuleError(f"{name}: type must be limit, threshold or both")
-    if vals["track"] not in ("by_src", "by_dst", "by_rule", "by_both"):
-        raise RuleError(f"{name}: track must be by_src, by_dst, by_rule or by_both")
+    if need_type and ttype not in ("limit", "threshold", "both", "backoff"):
+        raise RuleError(f"{name}: type must be limit, threshold, both or backoff")
+    if ttype == "backoff" and "seconds" in vals or ttype != "backoff" and "multiplier" in vals:
+        raise RuleError(f"{name}: multiplier goes with type backoff, seconds with the other types")
+    if vals["track"] not in ("by_src", "by_dst", "by_rule", "by_both", "by_flow"):
+        raise RuleError(f"{name}: track must be by_src, by_dst, by_rule, by_both or by_flow")
+    unique_on = vals.get("unique_on")
+    if unique_on not in (None, "src_port", "dst_port"):
+        raise RuleError(f"{name}: unique_on must be src_port or dst_port")
     return Threshold(ttype, vals["track"], parse_int(vals["count"], f"{name} count", 1),
-                     parse_int(vals["seconds"], f"{name} seconds", 1))
+                     parse_int(vals.get("seconds", "0"), f"{name} seconds", 0 if ttype == "backoff" else 1),
+                     parse_int(vals.get("multiplier", "0"), f"{name} multiplier", 0 if ttype != "backoff" else 2),
+                     unique_on)
 
 
 def _threshold(b, v):
@@ -1136,7 +1234,9 @@ for _n, _f in (("msg", _msg), ("sid", _sid), ("rev", _rev), ("gid", _gid), ("cla
                ("tls.issuerdn", _tls_legacy_string("tls.cert_issuer", "tls.issuerdn")),
                ("tls.fingerprint", _tls_legacy_string("tls.cert_fingerprint", "tls.fingerprint", True)),
                ("tls_cert_notbefore", _tls_validity("tls_cert_notbefore")),
-               ("tls_cert_notafter", _tls_validity("tls_cert_notafter"))):
+               ("tls_cert_notafter", _tls_validity("tls_cert_notafter")),
+               ("filename", _file_name_legacy(False)), ("fileext", _file_name_legacy(True)),
+               ("filestore", _filestore)):
     _reg(_n, "rule", _f)
 for _n, _f in (("ack", _header_compare("ack", "tcp.ack", (1 << 32) - 1, True)),
                ("seq", _header_compare("seq", "tcp.seq", (1 << 32) - 1, True)),
@@ -1148,7 +1248,7 @@ for _n, _f in (("ack", _header_compare("ack", "tcp.ack", (1 << 32) - 1, True)),
                ("id", _header_compare("id", "ip.id", 65535)),
                ("fragoffset", _header_compare("fragoffset", "ip.fragoffset", 8191)),
                ("tos", _tos), ("fragbits", _fragbits), ("ipopts", _ipopts), ("prefilter", _prefilter),
-               ("decode-event", _decode_event)):
+               ("decode-event", _decode_event), ("hostbits", _hostbits), ("flowint", _flowint)):
     _reg(_n, "rule", _f)
 for _n, _alias in (("tcp.flags", "flags"), ("tcp.ack", "ack"), ("tcp.seq", "seq"), ("tcp.window", "window")):
     _reg(_n, "rule", KEYWORDS[_alias].setup)

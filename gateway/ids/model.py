@@ -273,11 +273,23 @@ class XbitOp:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowintOp:
+    """flowint:name,op[,value]. Conditions ("==", "!=", "<", "<=", ">", ">=", "isset", "notset") hold only for
+    a set variable (notset: only for an unset one); "=", "+", "-" change it after the rule matched (an unset
+    variable counts as 0). `value` is an int or the name of another flowint of the flow."""
+    name: str
+    op: str
+    value: int | str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Threshold:
-    type: str                           # limit | threshold | both | detection_filter
-    track: str                          # by_src | by_dst | by_rule | by_both
+    type: str                           # limit | threshold | both | backoff | detection_filter
+    track: str                          # by_src | by_dst | by_rule | by_both | by_flow
     count: int
-    seconds: int
+    seconds: int                        # 0 for backoff (no time window)
+    multiplier: int = 0                 # backoff: next alert at count * multiplier^k
+    unique_on: str | None = None        # detection_filter: count distinct src_port / dst_port values
 
 
 @dataclass(slots=True, eq=False)
@@ -317,6 +329,7 @@ class Rule:
     decode_events: tuple[str, ...] = ()  # decode-event names (decoder_events.EVENTS) the packet must carry
     flowbits: tuple[FlowbitOp, ...] = ()
     xbits: tuple[XbitOp, ...] = ()
+    flowints: tuple[FlowintOp, ...] = ()
     noalert: bool = False
     threshold: Threshold | None = None
     detection_filter: Threshold | None = None
