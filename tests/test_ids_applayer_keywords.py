@@ -125,3 +125,51 @@ def test_tls_cert_validity_parse():
     for bad in ("tls_cert_notafter:>2015<>2016", "tls_cert_notafter:2016<>2015", "tls_cert_notafter:soon"):
         with pytest.raises(RuleError, match="tls_cert_notafter"):
             parse_rule(f"alert tls any any -> any any ({bad}; sid:1;)")
+
+
+def test_file_name_keywords(tmp_path):
+    r = parse_rule('alert http any any -> any any (filestore; fileext:!"MP4"; filename:"x"; sid:1;)')
+    ext, name = r.buffer("file.name").matches
+    assert ext.pattern == b".MP4" and ext.negated and ext.endswith and ext.nocase and name.nocase
+    with pytest.raises(RuleError, match="filestore"):
+        parse_rule("alert http any any -> any any (filestore:sideways; sid:1;)")
+    insp, events, _ = inspector(
+        tmp_path,
+        'alert http any any -> any any (fileext:"EXE"; sid:1;)\n'
+        'alert http any any -> any any (file.name; content:"/dl/tool.exe"; startswith; endswith; sid:2;)\n'
+        'alert http any any -> any any (fileext:!"exe"; sid:3;)\n'
+        'alert http any any -> any any (file.name; content:"report.pdf"; sid:4;)\n'
+        'alert http any any -> any any (filename:"up2"; flow:to_server; sid:5;)\n')
+    body = (b"--B\r\nContent-Disposition: form-data; name=a; filename=\"up1.txt\"\r\n\r\nhello\r\n"
+            b"--B\r\nContent-Disposition: form-data; name=b; filename=\"UP2.txt\"\r\n\r\nworld\r\n--B--\r\n")
+    upload = (b"POST /u HTTP/1.1\r\nHost: h\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    run(insp, conversation([
+        (b"GET /dl/tool.exe?x=1 HTTP/1.1\r\nHost: h\r\n\r\n", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nMZ\x90\x00", False),
+        (b"GET /doc HTTP/1.1\r\nHost: h\r\n\r\n", True),
+        (b'HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename="report.pdf"\r\n'
+         b"Content-Length: 4\r\n\r\n%PDF", False),
+        (upload, True), (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False)]))
+    # sid 3: report.pdf and the upload parts are not .exe (a tx without files has no file.name)
+    assert sids(events) == [1, 2, 3, 3, 4, 5]
+
+
+def test_url_decode_transform(tmp_path):
+    from gateway.ids.match import url_decode
+    assert url_decode(b"a%2Bb+c%2g%4%41") == b"a+b c%2g%4A"      # one pass: a decoded + stays a +
+    insp, events, _ = inspector(
+        tmp_path,
+        "alert http any any -> any any (http.request_body; url_decode; content:\"alert('x')\"; sid:1;)\n"
+        "alert http any any -> any any (http.request_body; content:\"alert('x')\"; sid:2;)\n")
+    body = b"q=alert%28%27x%27%29+now"
+    req = b"POST /f HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    run(insp, conversation([(req[:60], True), (req[60:], True)]))
+    assert sids(events) == [1]
+
+
+def test_dns_detection_ignores_trailing_bytes_on_a_dns_port():
+    from gateway.applayer import detect
+    q = bytes(DNS(id=1, rd=1, qd=DNSQR(qname="."))) + b"\x00"
+    assert detect(q, b"", "udp", 53, 53) == "dns"
+    assert detect(q, b"", "udp", 40000, 40001) is None      # no port hint: stay strict

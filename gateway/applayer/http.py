@@ -276,6 +276,8 @@ class HttpTransaction:
         if keyword in ("http.request_header", "http.response_header"):
             headers = self.request_headers if keyword == "http.request_header" else self.response_headers
             return [n + b": " + v for n, v in headers.values()]
+        if keyword == "file.name":
+            return self.file_names(bool(to_server))
         b = self.buffer(keyword, to_server)
         return [] if b is None else [b]
 
@@ -299,6 +301,17 @@ class HttpTransaction:
             return None
         return (line + b"\r\n" + b"".join(b"%s: %s\r\n" % (n, v) for n, v in self._headers(to_server).values())
                 + b"\r\n")
+
+    def file_names(self, to_server: bool) -> list[bytes]:
+        """The names of the files this direction carries so far (Suricata's file.name): each multipart
+        upload part with a filename once the request is parsed, else one file per non-empty body."""
+        if to_server:
+            if self.request_files:
+                return [name for name, _ in self.request_files]
+            if not self.request_body or multipart.boundary_of(self.request_header(b"content-type")):
+                return []
+            return [self.file_name(True)]
+        return [self.file_name(False)] if self.response_body else []
 
     def file_name(self, to_server: bool) -> bytes:
         """Content-Disposition filename, else the URI path (Suricata's fileinfo.filename)."""
@@ -379,7 +392,7 @@ for _old, _new in _ALIASES.items():
             _table[_old] = _table[_new]
 
 HTTP_BUFFERS = frozenset(_REQUEST_ONLY) | frozenset(_RESPONSE_ONLY) | frozenset(_BOTH)
-HTTP_MULTI_BUFFERS = frozenset(("http.request_header", "http.response_header"))
+HTTP_MULTI_BUFFERS = frozenset(("http.request_header", "http.response_header", "file.name"))
 
 
 class _Direction:

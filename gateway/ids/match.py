@@ -18,6 +18,8 @@ DetectEngineContentInspection:
 """
 from __future__ import annotations
 
+import re
+
 from .model import BufferSize, ByteExtract, ByteJump, ByteTest, ContentMatch, IsDataAt, PcreMatch
 
 RECURSION_LIMIT = 3000
@@ -306,12 +308,30 @@ def _byte_extract(m: ByteExtract, buf: bytes, prev: int, st: _State) -> int | No
 
 
 def apply_transforms(buf: bytes, transforms: tuple[str, ...]) -> bytes:
-    """dotprefix, to_lowercase, strip_whitespace, in rule order."""
+    """dotprefix, to_lowercase, strip_whitespace, url_decode, in rule order."""
     for t in transforms:
-        if t == "dotprefix":
+        if t == "url_decode":
+            buf = url_decode(buf)
+        elif t == "dotprefix":
             buf = b"." + buf
         elif t == "to_lowercase":
             buf = buf.lower()
         elif t == "strip_whitespace":
             buf = bytes(c for c in buf if c not in b" \t\n\r\x0b\x0c")
     return buf
+
+
+_URL_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})|\+")
+
+
+def _url_unescape(m) -> bytes:
+    h = m.group(1)
+    return b" " if h is None else bytes((int(h, 16),))
+
+
+def url_decode(buf: bytes) -> bytes:
+    """Suricata's url_decode transform, one left-to-right pass: %HH becomes the byte, + a space; a bad
+    or cut %-escape stays as it is."""
+    if b"%" not in buf and b"+" not in buf:
+        return buf
+    return _URL_ESCAPE.sub(_url_unescape, buf)
