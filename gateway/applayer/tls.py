@@ -10,7 +10,7 @@ Events (AppEvent, tx = the TlsSession of the flow):
     certificate    server Certificate parsed (TLS <= 1.2): .certs, .subject, .issuer, .serial, ...
     encrypted      a direction switched to encrypted records; when both have, .done is True
     anomaly        info = Suricata's tls app-layer-event name (invalid_record_length, invalid_record_type,
-                   invalid_handshake_message, handshake_invalid_length, certificate_invalid_der, ...)
+                   invalid_handshake_message, handshake_invalid_length, invalid_certificate, ...)
 
 Records may be split across segments, several handshake messages may share a record and one message
 may span records. Per-direction buffers are bounded (a record by the TLS maximum, a handshake message
@@ -486,7 +486,9 @@ class TlsParser:
             try:
                 c = parse_certificate(certs[0])
             except CertError:
-                self._anomaly("certificate_invalid_der", to_server)
+                # Suricata: the certificate decode error, then the handshake message that carried it fails
+                self._anomaly("invalid_certificate", to_server)
+                self._anomaly("invalid_handshake_message", to_server)
             else:
                 s.subject, s.issuer, s.serial = c.subject, c.issuer, c.serial
                 s.fingerprint, s.sans = c.fingerprint, c.sans
