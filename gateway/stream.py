@@ -54,6 +54,12 @@ class StreamDirection:
 
     def add(self, seq: int, data: bytes) -> tuple[bytes, int]:
         """Add a segment. Returns (newly contiguous bytes, change in pending bytes)."""
+        if seq == self.next_seq and not self.pending:
+            # The common case, in order with nothing buffered: the segment is the new bytes as they
+            # are (no copy, no overlap logic). Same result as the general path below.
+            self.next_seq = (seq + len(data)) % _MOD
+            self.delivered += len(data)
+            return data, 0
         before = self.pending_bytes
         # After a skipped gap the buffered bytes at the new start flow first.
         head = self._release(b"") if self.gap_before_next and self.pending else b""
@@ -176,7 +182,7 @@ class StreamStage(Stage):
                     other.next_seq = pkt.ack   # midstream: the ACK tells where the peer's bytes start
                 return
             mine.next_seq = pkt.seq            # midstream pick-up: start where we first see data
-        if flags & ACK and other.next_seq is not None and not other.finished:
+        if flags & ACK and other.pending and not other.finished:   # pending: next_seq is known
             self._check_gap(other, pkt.ack)
         if payload or mine.pending:
             before = mine.delivered
