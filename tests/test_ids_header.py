@@ -140,3 +140,15 @@ def test_decode_events_on_pkthdr_rules(tmp_path):
 def test_decode_event_we_never_raise_is_rejected():
     with pytest.raises(RuleError, match="decode-event: ipv4.frag_overlap is not detected"):
         parse_rule("alert pkthdr any any -> any any (decode-event:ipv4.frag_overlap; sid:1;)")
+
+
+def test_dsize_operators_that_require_a_payload(tmp_path):
+    # Suricata: !=, >, >=, ranges and =N>0 need a payload; < and <= also match an empty packet
+    empty = bytes(IP(src=A, dst=B) / TCP(sport=1, dport=2, flags="A"))
+    rules = lines(
+        "alert tcp any any -> any any (dsize:!9; sid:1;)",
+        "alert tcp any any -> any any (dsize:<10; sid:2;)",
+        "alert tcp any any -> any any (dsize:>=0; sid:3;)",
+        "alert tcp any any -> any any (dsize:0; sid:4;)",
+    )
+    assert sids(tmp_path, rules, [empty]) == [2, 4]

@@ -49,7 +49,7 @@ class _CRule:
     """A rule plus what the engine precomputes for it."""
 
     __slots__ = ("rule", "idx", "order", "pkt_lists", "hdr_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
-                 "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits")
+                 "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits", "dsize_needs_payload")
 
     def __init__(self, rule: Rule, idx: int):
         self.rule = rule
@@ -89,6 +89,11 @@ class _CRule:
         self.sport_any = rule.sport.is_any
         self.dport_any = rule.dport.is_any
         self.needs_payload = bool(self.pkt_lists)
+        # Suricata (SignatureSetMasks): dsize with !=, >, >=, a range or =N>0 makes the rule require a
+        # payload, so `dsize:!9` never matches an empty packet while `dsize:<10` does
+        ds = rule.dsize
+        self.dsize_needs_payload = ds is not None and (ds.op in ("!=", ">", ">=", "<>") or
+                                                       (ds.op == "=" and ds.value > 0))
         self.stream_mode = rule.flow.stream if rule.flow is not None else None   # "only" | "no" | None
         # Suricata's action scope: a drop/reject by a transaction or stream rule, or by an IP-only rule
         # (addresses and ports only), ends the flow; one by a per-packet rule (flags, dsize, flow, ttl,
@@ -575,7 +580,8 @@ class DetectionEngine:
                 return False
         if r.flags is not None and (pkt.proto != PROTO_TCP or not r.flags.matches(pkt.tcp_flags)):
             return False
-        if r.dsize is not None and not r.dsize.matches(len(pkt.payload)):
+        if r.dsize is not None and (not r.dsize.matches(len(pkt.payload)) or
+                                    cr.dsize_needs_payload and not pkt.payload):
             return False
         if r.ttl is not None and not r.ttl.matches(pkt.ttl):
             return False
