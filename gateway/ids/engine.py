@@ -49,7 +49,8 @@ class _CRule:
     """A rule plus what the engine precomputes for it."""
 
     __slots__ = ("rule", "idx", "order", "pkt_lists", "hdr_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
-                 "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits", "dsize_needs_payload")
+                 "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits", "dsize_needs_payload",
+                 "pkt_fields")
 
     def __init__(self, rule: Rule, idx: int):
         self.rule = rule
@@ -89,6 +90,9 @@ class _CRule:
         self.sport_any = rule.sport.is_any
         self.dport_any = rule.dport.is_any
         self.needs_payload = bool(self.pkt_lists)
+        # one flag for the rarely used packet-field conditions, so the common rule pays one test
+        self.pkt_fields = bool(rule.ip_version is not None or rule.pkt_checks or rule.decode_events or
+                               self.hdr_lists)
         # Suricata (SignatureSetMasks): dsize with !=, >, >=, a range or =N>0 makes the rule require a
         # payload, so `dsize:!9` never matches an empty packet while `dsize:<10` does
         ds = rule.dsize
@@ -593,12 +597,19 @@ class DetectionEngine:
             return False
         if r.stream_size and not all(_stream_size(ss, flow) for ss in r.stream_size):
             return False
+        if r.app_protocols and not _alproto_ok(r, flow, pkt, to_server):
+            return False
         if cr.reads_bits and not self._bits_ok(r, state.bits):
             return False
         if r.xbits and not self._xbits_ok(r, pkt):
             return False
         if r.flowints and not _flowints_ok(r, state.ints):
             return False
+        return not cr.pkt_fields or self._pkt_fields_ok(cr, pkt)
+
+    def _pkt_fields_ok(self, cr: _CRule, pkt) -> bool:
+        """ipv4/ipv6 rules, header keywords (ack, icmp_id, ipopts, ...), decode-event, header buffers."""
+        r = cr.rule
         if r.ip_version is not None and pkt.version != r.ip_version:
             return False
         for pc in r.pkt_checks:
@@ -914,6 +925,31 @@ def _tx_versions(app: str, tx, to_server: bool):
     reqb, resb = len(tx.request_body), len(tx.response_body)
     files = (reqb, len(tx.request_files), tx.request_complete) if to_server else (resb, len(tx.response_headers))
     return (req, res, reqb, resb, req if to_server else res, reqb if to_server else resb, files)
+
+
+def _alproto_ok(r: Rule, flow, pkt, to_server: bool) -> bool:
+    """app-layer-protocol (Suricata DetectAppLayerProtocolPacketMatch): the protocol known for the mode's
+    direction(s) must be (or, negated, must not be) the rule's; an unknown protocol never matches."""
+    st = flow.state.get("applayer")
+    if st is None or flow.app_proto is None:
+        return False
+    if r.pd_only and st.pd_pkt[to_server] is not pkt:
+        return False
+    known = st.known
+    for proto, negated, mode in r.app_protocols:
+        if mode == "direction":
+            ok = known[to_server]
+        elif mode == "to_server":
+            ok = known[True]
+        elif mode == "to_client":
+            ok = known[False]
+        elif mode == "either":
+            ok = known[True] or known[False]
+        else:           # final / orig: the flow's protocol (we never change it after detection)
+            ok = True
+        if not ok or (flow.app_proto == proto) == negated:
+            return False
+    return True
 
 
 _HTTP_MULTI = frozenset(("http.request_header", "http.response_header", "file.name"))

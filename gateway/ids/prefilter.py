@@ -5,6 +5,11 @@ evaluated in full (match.py). Identical (pattern, nocase) pairs share one Hypers
 back to every rule using it. Patterns are compiled as escaped byte regexes (`\\xHH` per byte): the
 binding's literal mode stops at the first NUL byte, and rules use NULs freely.
 
+A pattern may carry where its content has to sit (`anchor`, from an absolute content's offset/depth,
+startswith, endswith): Hyperscan then reports it only there (min/max end offset, `\\z`), so a weak fast
+pattern such as "z" with `depth:1; endswith` is a candidate only for a buffer that is exactly "z" instead of
+every buffer holding a "z". The evaluation checks the same positions, so nothing that can match is lost.
+
 Compiled databases are cached on disk (hyperscan.dumpb/loadb) keyed by a hash of the patterns, so a worker
 restart or a reload of an unchanged rule set skips the compile. The cache is an optimisation only: any
 failure to read or write it falls back to compiling.
@@ -46,14 +51,17 @@ class BufferPrefilter:
                  "_literals", "_any_nocase")
 
     def __init__(self, entries: list[tuple], cache_dir: Path | None = None):
-        """entries: (pattern, nocase, rule_index[, ports]) with ports None (any) or an iterable of port keys:
-        a destination port p as p, a source port p as -1 - p. A nocase pattern is stored lowercased."""
-        ids: dict[tuple[bytes, bool], int] = {}
+        """entries: (pattern, nocase, rule_index[, ports[, anchor]]) with ports None (any) or an iterable of port
+        keys: a destination port p as p, a source port p as -1 - p; anchor None or (min_end, max_end | None,
+        endswith): the pattern counts only when its match ends between those offsets (and at the buffer end).
+        A nocase pattern is stored lowercased."""
+        ids: dict[tuple, int] = {}
         targets: list[tuple[list[int], dict]] = []
         for entry in entries:
             pattern, nocase, rule_index = entry[:3]
             dports = entry[3] if len(entry) > 3 else None
-            key = (pattern.lower() if nocase else pattern, nocase)
+            anchor = entry[4] if len(entry) > 4 else None
+            key = (pattern.lower() if nocase else pattern, nocase) + ((anchor,) if anchor else ())
             pid = ids.get(key)
             if pid is None:
                 pid = ids[key] = len(targets)
@@ -66,14 +74,14 @@ class BufferPrefilter:
         self.targets = tuple((tuple(a), {p: tuple(v) for p, v in by.items()} or None) for a, by in targets)
         # fast path when no pattern is port-bucketed: pid -> rule tuple directly
         self._any_only = tuple(a for a, _ in self.targets) if all(by is None for _, by in self.targets) else None
-        self.patterns = tuple(ids)
-        self.max_len = max((len(p) for p, _ in self.patterns), default=0)   # for incremental scans
+        self.patterns = tuple(ids)      # (pattern, nocase[, anchor])
+        self.max_len = max((len(k[0]) for k in self.patterns), default=0)   # for incremental scans
         self.from_cache = False
         # a handful of patterns: bytes.find in C beats a Hyperscan call through the binding (~5 us each)
         self._literals = None
-        self._any_nocase = any(nc for _, nc in self.patterns)
+        self._any_nocase = any(k[1] for k in self.patterns)
         if len(self.patterns) <= SMALL_DB:
-            self._literals = tuple((p, nc, pid) for pid, (p, nc) in enumerate(self.patterns))
+            self._literals = tuple((k[0], k[1], pid) + _window(k) for pid, k in enumerate(self.patterns))
             self.db = None
         else:
             self.db = self._build(cache_dir) if self.patterns else None
@@ -87,10 +95,13 @@ class BufferPrefilter:
 
     def _digest(self) -> str:
         h = hashlib.sha256(hyperscan.__version__.encode())
-        for pattern, nocase in self.patterns:
+        for key in self.patterns:
+            pattern, nocase = key[0], key[1]
             h.update(b"\x01" if nocase else b"\x00")
             h.update(len(pattern).to_bytes(4, "big"))
             h.update(pattern)
+            if len(key) > 2:
+                h.update(repr(key[2]).encode())
         return h.hexdigest()
 
     def _build(self, cache_dir: Path | None):
@@ -105,9 +116,10 @@ class BufferPrefilter:
             except Exception:  # noqa: BLE001 - missing/stale/corrupt cache: compile instead
                 pass
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        exprs = [_escape(p) for p, _ in self.patterns]
-        flags = [_FLAGS_NOCASE if nc else _FLAGS_CASE for _, nc in self.patterns]
-        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+        exprs = [_escape(k[0]) + (b"\\z" if len(k) > 2 and k[2][2] else b"") for k in self.patterns]
+        flags = [_FLAGS_NOCASE if k[1] else _FLAGS_CASE for k in self.patterns]
+        ext = [_ext(k[2]) if len(k) > 2 else _NO_EXT for k in self.patterns]
+        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags, ext=ext)
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,8 +142,12 @@ class BufferPrefilter:
             if not lits:
                 return []
             low = data.lower() if self._any_nocase else data
-            for pat, nc, pid in lits:
-                if pat in (low if nc else data):
+            for pat, nc, pid, lo, hi, endswith in lits:
+                hay = low if nc else data
+                if endswith:
+                    if len(hay) <= hi and hay.endswith(pat, lo):
+                        hits.append(pid)
+                elif hay.find(pat, lo, hi) >= 0:
                     hits.append(pid)
         else:
             db.scan(data, match_event_handler=self._on_match)
@@ -157,3 +173,23 @@ class BufferPrefilter:
 
     def __len__(self) -> int:
         return len(self.patterns)
+
+
+_NO_EXT = (0, 0, 0, 0, 0, 0)
+_BIG = 1 << 62
+
+
+def _ext(anchor) -> tuple:
+    """Hyperscan's expression extension (flags, min_offset, max_offset, ...) for an anchor's end offsets."""
+    lo, hi, _ = anchor
+    flags = (hyperscan.HS_EXT_FLAG_MIN_OFFSET if lo else 0) | (hyperscan.HS_EXT_FLAG_MAX_OFFSET if hi is not None
+                                                                 else 0)
+    return (flags, lo, hi or 0, 0, 0, 0)
+
+
+def _window(key) -> tuple:
+    """(start, end, endswith) for bytes.find/endswith: the slice a pattern with this key must lie in."""
+    if len(key) < 3:
+        return (0, _BIG, False)
+    lo, hi, endswith = key[2]
+    return (max(0, lo - len(key[0])), _BIG if hi is None else hi, endswith)

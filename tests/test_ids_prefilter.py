@@ -1,0 +1,104 @@
+"""Prefilter precision: anchored fast patterns (offset/depth/startswith/endswith) are candidates only where
+their content can match, in both the Hyperscan and the small-literal path, and never lose a real match."""
+from __future__ import annotations
+
+import pytest
+
+from gateway.flow import Flow
+from gateway.ids.engine import DetectionEngine
+from gateway.ids.prefilter import SMALL_DB, BufferPrefilter
+from gateway.ids.rules import parse_rule
+from gateway.packet import decode
+
+from .conftest import tcp
+from .test_ids_engine import alerts, conversation, inspector, run
+
+C, S = "10.10.0.10", "198.18.0.10"
+
+
+@pytest.fixture(autouse=True)
+def _hs_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GATEWAY_HS_CACHE", str(tmp_path / "hs"))
+
+
+def _hits(pf, data: bytes) -> list[int]:
+    return sorted(i for t in pf.scan(data) for i in t)
+
+
+ANCHORED = [
+    (b"abc", False, 0, None, (3, 3, False)),           # startswith / depth:3
+    (b"abc", False, 1, None, (5, 7, False)),           # offset:2; depth:5 -> ends at 5..7
+    (b"abc", False, 2, None, (3, None, True)),         # endswith
+    (b"z", False, 3, None, (1, 1, True)),              # depth:1; endswith: the buffer is "z"
+    (b"XY", True, 4, None, (4, None, False)),          # offset:2, nocase
+    (b"abc", False, 5),                                # anywhere
+]
+
+
+@pytest.mark.parametrize("filler", [0, 40], ids=["literal-path", "hyperscan-path"])
+def test_anchored_patterns_hit_only_where_the_content_may_sit(tmp_path, filler):
+    extra = [(b"unrelated-%03d" % i, False, 100 + i) for i in range(filler)]
+    pf = BufferPrefilter(ANCHORED + extra, cache_dir=tmp_path)
+    assert (pf.db is None) == (len(pf) <= SMALL_DB)
+    assert _hits(pf, b"abc") == [0, 2, 5]
+    assert _hits(pf, b"xxabc") == [1, 2, 5]
+    assert _hits(pf, b"xxxxabc") == [1, 2, 5]
+    assert _hits(pf, b"xxxxxabc") == [2, 5]             # starts past offset+depth
+    assert _hits(pf, b"abcx") == [0, 5]
+    assert _hits(pf, b"z") == [3]
+    assert _hits(pf, b"zz") == []
+    assert _hits(pf, b"..xy") == [4] and _hits(pf, b"xy..") == []
+    # the same set from the on-disk cache behaves the same
+    again = BufferPrefilter(ANCHORED + extra, cache_dir=tmp_path)
+    assert again.from_cache == (again.db is not None)
+    assert _hits(again, b"xxabc") == [1, 2, 5]
+
+
+def test_anchor_is_part_of_the_cache_key(tmp_path):
+    plain = BufferPrefilter([(b"p%02d" % i, False, i) for i in range(20)], cache_dir=tmp_path)
+    anchored = BufferPrefilter([(b"p%02d" % i, False, i, None, (3, 3, False)) for i in range(20)],
+                               cache_dir=tmp_path)
+    assert not anchored.from_cache      # a different database, not the unanchored one
+    assert _hits(plain, b"..p05") == [5] and _hits(anchored, b"..p05") == []
+    assert _hits(anchored, b"p05..") == [5]
+
+
+def _candidates(rules: list[str], payload: bytes) -> tuple[list[int], int]:
+    eng = DetectionEngine([parse_rule(r) for r in rules], cache_dir=None)
+    pkt = decode(tcp(C, S, 1234, 80, "PA", 1, 1, payload), 1.0)
+    out = eng.inspect(pkt, Flow(1, (), pkt, True), True, pkt.payload, [], established=True)
+    return [m.rule.sid for m in out], eng.evaluated
+
+
+def test_payload_rules_with_anchored_fast_patterns():
+    rules = ['alert tcp any any -> any any (content:"GET"; depth:3; sid:1;)',
+             'alert tcp any any -> any any (content:"HTTP"; offset:4; depth:8; sid:2;)',
+             'alert tcp any any -> any any (content:"|0d 0a 0d 0a|"; endswith; sid:3;)',
+             'alert tcp any any -> any any (content:"GET"; content:"HTTP"; distance:0; sid:4;)']
+    assert _candidates(rules, b"GET / HTTP/1.1\r\n\r\n") == ([1, 2, 3, 4], 4)
+    # "GET" past depth 3, HTTP past offset 4 + depth 8, no trailing CRLFCRLF: not even candidates
+    sids, evaluated = _candidates(rules, b"xGET /aaaaaaaaa HTTP/1.1\r\n\r\nx")
+    assert sids == [4] and evaluated == 1
+    # a relative fast pattern is never anchored (its position depends on the previous match)
+    assert _candidates(rules, b"xxxxxxxxxxxxxxGET HTTP")[0] == [4]
+
+
+def test_flow_no_stream_rule_is_not_anchored():
+    rule = parse_rule('alert tcp any any -> any any (flow:no_stream; content:"GET"; depth:3; sid:7;)')
+    eng = DetectionEngine([rule], cache_dir=None)
+    pf = eng.groups[6].prefilters.get("pkt_data") or next(iter(eng.groups[6].port_prefilters.values()))
+    assert all(len(k) == 2 for k in pf.patterns)     # scanned in stream data, evaluated on the payload
+
+
+def test_http_rules_with_anchored_buffers_still_alert(tmp_path):
+    insp, events, _ = inspector(tmp_path,
+        'alert http any any -> any any (msg:"ua is z"; http.user_agent; content:"z"; depth:1; endswith; sid:1;)\n'
+        'alert http any any -> any any (msg:"php end"; http.uri; content:".php"; endswith; sid:2;)\n'
+        'alert http any any -> any any (msg:"host digit"; http.host; content:"1"; depth:1; sid:3;)\n'
+        'alert http any any -> any any (msg:"method"; http.method; content:"GET"; startswith; sid:4;)\n')
+    req_hit = b"GET /a/b.php HTTP/1.1\r\nHost: 1.2.3.4\r\nUser-Agent: z\r\n\r\n"
+    req_miss = b"GET /a/b.php?x HTTP/1.1\r\nHost: a1.example\r\nUser-Agent: Mozilla z\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    run(insp, conversation([(req_hit, True), (ok, False), (req_miss, True), (ok, False)]))
+    got = sorted(a["alert"]["signature_id"] for a in alerts(events))
+    assert got == [1, 2, 3, 4, 4]
