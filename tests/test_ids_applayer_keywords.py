@@ -173,3 +173,22 @@ def test_dns_detection_ignores_trailing_bytes_on_a_dns_port():
     q = bytes(DNS(id=1, rd=1, qd=DNSQR(qname="."))) + b"\x00"
     assert detect(q, b"", "udp", 53, 53) == "dns"
     assert detect(q, b"", "udp", 40000, 40001) is None      # no port hint: stay strict
+
+
+def test_app_layer_protocol(tmp_path):
+    r = parse_rule("alert tcp any any -> any any (app-layer-protocol:!http1,either; prefilter; sid:1;)")
+    assert r.app_protocols == (("http", True, "either"),) and r.pd_only
+    assert not parse_rule("alert tcp any any -> any any (app-layer-protocol:tls; flow:to_server; sid:1;)").pd_only
+    with pytest.raises(RuleError, match="not a protocol the gateway detects"):
+        parse_rule("alert tcp any any -> any any (app-layer-protocol:ssh; sid:1;)")
+    insp, events, _ = inspector(
+        tmp_path,
+        "alert tcp any any -> any any (app-layer-protocol:http; sid:1;)\n"            # detection packet only
+        "alert tcp any any -> any any (app-layer-protocol:http; flow:to_client; sid:2;)\n"
+        "alert tcp any any -> any any (app-layer-protocol:!http; flow:to_server; sid:3;)\n")
+    run(insp, conversation([(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", True),
+                            (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False),
+                            (b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n", True)]))
+    # sid 1: the request that made HTTP known to_server, and the first response (to_client known);
+    # sid 2: to_client packets once the response direction is known (the response only: no later ACKs)
+    assert sids(events) == [1, 1, 2]

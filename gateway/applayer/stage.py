@@ -29,7 +29,7 @@ _PARSERS = {"http": HttpParser, "tls": TlsParser}
 class AppState:
     """What the stage keeps per flow (flow.state["applayer"])."""
 
-    __slots__ = ("proto", "parser", "probe", "failed", "updated", "ctx", "anomalies", "closed")
+    __slots__ = ("proto", "parser", "probe", "failed", "updated", "ctx", "anomalies", "closed", "known", "pd_pkt")
 
     def __init__(self) -> None:
         self.proto: str | None = None
@@ -40,6 +40,10 @@ class AppState:
         self.ctx = None                             # the packet `updated` belongs to
         self.anomalies = 0
         self.closed = [False, False]                # eof() given per direction [to_client, to_server]
+        # Suricata's alproto_tc / alproto_ts: the protocol is known for a direction once it is detected and
+        # that direction carried data; pd_pkt is the packet on which that happened (app-layer-protocol)
+        self.known = [False, False]
+        self.pd_pkt: list = [None, None]
 
 
 class RequestLineView:
@@ -116,6 +120,9 @@ class AppLayerStage(Stage):
                 probe += data[:PROBE_BYTES - len(probe)]
             app = detect(bytes(st.probe[1]), bytes(st.probe[0]), "tcp" if proto == PROTO_TCP else "udp",
                          flow.cport, flow.sport)
+            if app is not None:
+                st.known[to_server], st.pd_pkt[to_server] = True, pkt
+                st.known[not to_server] = bool(st.probe[not to_server])
             if app is None:
                 if proto == PROTO_UDP or len(probe) >= PROBE_BYTES or (
                         len(st.probe[0]) and len(st.probe[1])) and flow.pkts_toserver + flow.pkts_toclient > 16:
@@ -146,6 +153,8 @@ class AppLayerStage(Stage):
             st.probe = [bytearray(), bytearray()]
             self._events(ctx, st, events)
         elif data:
+            if not st.known[to_server]:
+                st.known[to_server], st.pd_pkt[to_server] = True, pkt
             self._events(ctx, st, st.parser.feed(data, to_server))
         if st.proto == "http" and to_server and data:
             req = st.parser.req
@@ -207,3 +216,4 @@ class AppLayerStage(Stage):
             st.parser = None
             st.updated = []
             st.ctx = None
+            st.pd_pkt = [None, None]

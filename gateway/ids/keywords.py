@@ -775,6 +775,30 @@ def _app_layer_event(b, v):
     b.need_app(proto, "app-layer-event")
 
 
+# the application protocols applayer/detect.py can recognise (http1 is Suricata's name for HTTP/1.x)
+_DETECTED_PROTOS = {"http": "http", "http1": "http", "tls": "tls", "dns": "dns", "smtp": "smtp", "ftp": "ftp"}
+_ALPROTO_MODES = ("direction", "final", "either", "to_server", "to_client", "orig")
+
+
+def _app_layer_protocol(b, v):
+    # Suricata detect-app-layer-protocol.c: app-layer-protocol:[!]proto[,mode]; a per-packet check of the
+    # protocol detected on the flow (default: in the packet's direction), unknown never matches
+    parts = [p.strip() for p in _need(v, "app-layer-protocol").split(",")]
+    if len(parts) > 2:
+        raise RuleError("app-layer-protocol: expected [!]proto[,mode]")
+    name = parts[0].lower()
+    negated = name.startswith("!")
+    if negated:
+        name = name[1:].strip()
+    proto = _DETECTED_PROTOS.get(name)
+    if proto is None:
+        raise RuleError(f"app-layer-protocol: {name!r} is not a protocol the gateway detects")
+    mode = parts[1].lower() if len(parts) == 2 else "direction"
+    if mode not in _ALPROTO_MODES:
+        raise RuleError(f"app-layer-protocol: unknown mode {mode!r}")
+    b.rule.setdefault("app_protocols", []).append((proto, negated, mode))
+
+
 def _dns_opcode(b, v):
     # DNS header opcode of the message (request to_server, response to_client)
     b.single("dns.opcode")
@@ -1153,10 +1177,11 @@ def _tos(b, v):
 def _fragbits(b, v):
     text = _need(v, "fragbits").strip()
     mode = "exact"
-    for sym, m in (("+", "all"), ("*", "any"), ("!", "not")):
-        if text.startswith(sym):
-            mode, text = m, text[1:]
-            break
+    for sym, m in (("+", "all"), ("*", "any"), ("!", "not")):     # before or after the letters
+        if sym in text:
+            if mode != "exact" or text.count(sym) > 1:
+                raise RuleError("fragbits: more than one modifier")
+            mode, text = m, text.replace(sym, "")
     bits = 0
     for ch in text.strip().upper():
         if ch not in FRAGBITS:
@@ -1228,7 +1253,8 @@ for _n, _f in (("msg", _msg), ("sid", _sid), ("rev", _rev), ("gid", _gid), ("cla
                ("dsize", _rule_compare("dsize", 65535)), ("itype", _rule_compare("itype", 255)),
                ("icode", _rule_compare("icode", 255)), ("ttl", _rule_compare("ttl", 255)),
                ("ip_proto", _ip_proto), ("urilen", _urilen), ("tls.version", _tls_version),
-               ("app-layer-event", _app_layer_event), ("dns.opcode", _dns_opcode),
+               ("app-layer-event", _app_layer_event), ("app-layer-protocol", _app_layer_protocol),
+               ("dns.opcode", _dns_opcode),
                ("dns.rrtype", _dns_rrtype),
                ("tls.subject", _tls_legacy_string("tls.cert_subject", "tls.subject")),
                ("tls.issuerdn", _tls_legacy_string("tls.cert_issuer", "tls.issuerdn")),

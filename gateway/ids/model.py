@@ -336,6 +336,11 @@ class Rule:
     tls_version: int | None = None      # tls.version: 0x0300 (SSLv3) .. 0x0304 (TLS 1.3)
     app_events: tuple[str, ...] = ()    # app-layer-event names (without the proto prefix) the tx must carry
     tx_ints: tuple[TxInt, ...] = ()     # dns.opcode / dns.rrtype conditions on the transaction
+    # app-layer-protocol: (proto, negated, mode) each; mode direction | final | either | to_server |
+    # to_client | orig. pd_only: the rule has no other condition, so (as in Suricata) it is only
+    # evaluated on the packet that completed protocol detection for its direction
+    app_protocols: tuple[tuple[str, bool, str], ...] = ()
+    pd_only: bool = False
     tag: str | None = None              # accepted, no effect on detection (tagging of later packets)
     file: str = ""
     line: int = 0

@@ -58,6 +58,10 @@ MAX_RULE_LEN = 64 * 1024        # Suricata's own limit on one rule's text is 64 
 MAX_FILE_BYTES = 256 << 20      # one rule file; the whole ET Open set is ~20 MiB
 MAX_OPTIONS = 512
 
+# keywords that are not conditions (identity, rate, output): a rule with app-layer-protocol and only these
+# is a protocol-detection-only rule
+_PD_ONLY_OK = frozenset(("app-layer-protocol", "msg", "sid", "rev", "gid", "classtype", "priority", "reference",
+                         "metadata", "target", "tag", "noalert", "threshold", "detection_filter", "prefilter"))
 _SID_RE = re.compile(r"[(;]\s*sid\s*:\s*(\d+)")
 _COMMENTED_RULE_RE = re.compile(r"#+\s*(?:" + "|".join(ACTIONS) + r")\s+\S+\s+\S+\s+\S+\s+(?:->|<>)\s")
 
@@ -315,11 +319,15 @@ def parse_rule(text: str, variables: Variables | None = None, *, file: str = "",
             sid = int(m.group(1)) if len(m.group(1)) < 20 else None
         action, proto, (src, sport, dst, dport), bidir = _parse_header(text[:open_i], variables)
         b = _Builder(classifications)
-        for name, value in _split_options(body):
+        options = _split_options(body)
+        for name, value in options:
             kw = KEYWORDS.get(name)
             if kw is None:
                 raise RuleError(f"unsupported keyword: {name}")
             kw.setup(b, value)
+        if "app_protocols" in b.rule:
+            # Suricata's "protocol detection only" signature: app-layer-protocol is its only match
+            b.rule["pd_only"] = all(name in _PD_ONLY_OK for name, _ in options)
         return _finish(b, action, proto, src, sport, dst, dport, bidir, file, line, text, classifications)
     except RuleError as e:
         if e.sid is None and sid is not None:
@@ -385,7 +393,8 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
         noalert=r.get("noalert", False),
         threshold=r.get("threshold"), detection_filter=r.get("detection_filter"),
         tls_version=r.get("tls_version"), tag=r.get("tag"), app_events=tuple(r.get("app_events", ())),
-        tx_ints=tuple(r.get("tx_ints", ())),
+        tx_ints=tuple(r.get("tx_ints", ())), app_protocols=tuple(r.get("app_protocols", ())),
+        pd_only=r.get("pd_only", False),
         file=file, line=line, text=text)
 
 
