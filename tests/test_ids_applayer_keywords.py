@@ -148,8 +148,8 @@ def test_file_name_keywords(tmp_path):
         (b"GET /dl/tool.exe?x=1 HTTP/1.1\r\nHost: h\r\n\r\n", True),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nMZ\x90\x00", False),
         (b"GET /doc HTTP/1.1\r\nHost: h\r\n\r\n", True),
-        (b'HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename="report.pdf"\r\n'
-         b"Content-Length: 4\r\n\r\n%PDF", False),
+        ((b'HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename="report.pdf"\r\n'
+          b"Content-Length: 4\r\n\r\n%PDF"), False),
         (upload, True), (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False)]))
     # sid 3: report.pdf and the upload parts are not .exe (a tx without files has no file.name)
     assert sids(events) == [1, 2, 3, 3, 4, 5]
