@@ -152,3 +152,11 @@ def test_dsize_operators_that_require_a_payload(tmp_path):
         "alert tcp any any -> any any (dsize:0; sid:4;)",
     )
     assert sids(tmp_path, rules, [empty]) == [2, 4]
+
+
+def test_fragbits_modifier_positions():
+    for text, mode in (("+D", "all"), ("D+", "all"), ("*MD", "any"), ("!R", "not"), ("MD", "exact")):
+        r = parse_rule(f"alert ip any any -> any any (fragbits:{text}; sid:1;)")
+        assert r.pkt_checks[0].test.mode == mode
+    with pytest.raises(RuleError, match="more than one modifier"):
+        parse_rule("alert ip any any -> any any (fragbits:+*D; sid:1;)")
