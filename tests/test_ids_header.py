@@ -160,3 +160,9 @@ def test_fragbits_modifier_positions():
         assert r.pkt_checks[0].test.mode == mode
     with pytest.raises(RuleError, match="more than one modifier"):
         parse_rule("alert ip any any -> any any (fragbits:+*D; sid:1;)")
+
+
+def test_quoted_numbers_accepted():
+    r = parse_rule('alert icmp any any -> any any (icmp_id:"21781"; icmp_seq:!7; sid:1;)')
+    assert [(c.field, c.test.op, c.test.value) for c in r.pkt_checks] == [("icmp.id", "=", 21781),
+                                                                           ("icmp.seq", "!=", 7)]

@@ -1154,7 +1154,10 @@ def _pkt_check(b, name: str, field: str, test) -> None:
 
 def _header_compare(name: str, field: str, hi: int, tcp: bool = False):
     def setup(b, v):
-        _pkt_check(b, name, field, parse_compare(_need(v, name), name, hi))
+        text = _need(v, name).strip()
+        if len(text) > 1 and text[0] == text[-1] == '"':     # Suricata accepts icmp_id:"5" and the like
+            text = text[1:-1]
+        _pkt_check(b, name, field, parse_compare(text, name, hi))
         if tcp:
             b.need_tcp(name)
     return setup
