@@ -151,8 +151,11 @@ def test_file_name_keywords(tmp_path):
         ((b'HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename="report.pdf"\r\n'
           b"Content-Length: 4\r\n\r\n%PDF"), False),
         (upload, True), (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False)]))
-    # sid 3: report.pdf and the upload parts are not .exe (a tx without files has no file.name)
-    assert sids(events) == [1, 2, 3, 3, 4, 5]
+    # sid 3: report.pdf and each upload part (file rules alert per file); a tx without files has no
+    # file.name
+    assert sids(events) == [1, 2, 3, 3, 3, 4, 5]
+    assert sorted(a["files"][0]["filename"] for a in alerts(events) if a["alert"]["signature_id"] == 3) == \
+        ["UP2.txt", "report.pdf", "up1.txt"]
 
 
 def test_url_decode_transform(tmp_path):

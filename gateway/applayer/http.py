@@ -173,6 +173,7 @@ class HttpTransaction:
 
     __slots__ = (
         "anomalies",
+        "file_views",
         "host_raw",
         "hostname",
         "http09",
@@ -239,6 +240,7 @@ class HttpTransaction:
         self.response_codings: list[str] = []
         self.repeated: set[tuple[bool, bytes]] = set()
         self.request_files: list[tuple[bytes, bytes]] = []   # multipart uploads: (filename, content)
+        self.file_views: dict | None = None     # (to_server, index) -> HttpFile, made on demand
 
     # ------------------------------------------------------------------ header access
     def request_header(self, name: bytes) -> bytes | None:
@@ -301,6 +303,22 @@ class HttpTransaction:
             return None
         return (line + b"\r\n" + b"".join(b"%s: %s\r\n" % (n, v) for n, v in self._headers(to_server).values())
                 + b"\r\n")
+
+    def files(self, to_server: bool) -> list[HttpFile]:
+        """One HttpFile per file of the direction (see file_names); the same objects on every call."""
+        names = self.file_names(to_server)
+        if not names:
+            return []
+        views = self.file_views
+        if views is None:
+            views = self.file_views = {}
+        out = []
+        for i, name in enumerate(names):
+            f = views.get((to_server, i))
+            if f is None or f.name != name:
+                f = views[(to_server, i)] = HttpFile(self, name)
+            out.append(f)
+        return out
 
     def file_names(self, to_server: bool) -> list[bytes]:
         """The names of the files this direction carries so far (Suricata's file.name): each multipart
@@ -392,6 +410,25 @@ for _old, _new in _ALIASES.items():
             _table[_old] = _table[_new]
 
 HTTP_BUFFERS = frozenset(_REQUEST_ONLY) | frozenset(_RESPONSE_ONLY) | frozenset(_BOTH)
+class HttpFile:
+    """One file of a transaction as Suricata's file inspection sees it: file.name is this file's name,
+    every other buffer and attribute is the transaction's."""
+
+    __slots__ = ("name", "tx")
+
+    def __init__(self, tx: HttpTransaction, name: bytes):
+        self.tx = tx
+        self.name = name
+
+    def buffers(self, keyword: str, to_server: bool | None = None) -> list[bytes]:
+        if keyword == "file.name":
+            return [self.name]
+        return self.tx.buffers(keyword, to_server)
+
+    def __getattr__(self, attr):
+        return getattr(self.tx, attr)
+
+
 HTTP_MULTI_BUFFERS = frozenset(("http.request_header", "http.response_header", "file.name"))
 
 

@@ -48,7 +48,7 @@ MAX_THRESHOLD_ENTRIES = 65536
 class _CRule:
     """A rule plus what the engine precomputes for it."""
 
-    __slots__ = ("rule", "idx", "order", "pkt_lists", "hdr_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
+    __slots__ = ("per_file", "rule", "idx", "order", "pkt_lists", "hdr_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
                  "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits", "dsize_needs_payload",
                  "pkt_fields")
 
@@ -68,6 +68,8 @@ class _CRule:
             to_server = True if d == "to_server" else False if d == "to_client" else flow_dir
             tx_lists.append((ml, to_server))
         self.tx_lists = tuple(tx_lists)
+        # file keywords are inspected per file (Suricata's file inspection): one alert per matching file
+        self.per_file = any(ml.buffer == "file.name" for ml, _ in tx_lists)
         # the version kinds (see _version_kind) of the buffers the rule reads; None: not memoisable
         kinds = {_version_kind(ml.buffer) for ml, _ in tx_lists}
         if rule.urilen is not None:
@@ -511,7 +513,7 @@ class DetectionEngine:
                 txmem = state.tx
                 failed = state.failed
                 pending = []
-                for app, tx in tl:
+                for app, tx in (_per_file(tl, to_server) if cr.per_file else tl):
                     if cr.app is not None and cr.app != app:
                         continue
                     whole = getattr(tx, "partial_of", None) or tx   # alerts are per whole transaction
@@ -925,6 +927,16 @@ def _tx_versions(app: str, tx, to_server: bool):
     reqb, resb = len(tx.request_body), len(tx.response_body)
     files = (reqb, len(tx.request_files), tx.request_complete) if to_server else (resb, len(tx.response_headers))
     return (req, res, reqb, resb, req if to_server else res, reqb if to_server else resb, files)
+
+
+def _per_file(pairs, to_server: bool):
+    """(app, tx) pairs -> (app, file) for each file of the HTTP transactions (applayer/http.py HttpFile)."""
+    for app, tx in pairs:
+        if app != "http":
+            yield app, tx
+        elif getattr(tx, "partial_of", None) is None:      # a request still in its headers has no file
+            for f in tx.files(to_server):
+                yield app, f
 
 
 def _alproto_ok(r: Rule, flow, pkt, to_server: bool) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 
+from ..applayer.http import HttpFile
 from ..events import eve_timestamp, packet_event
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED
 from ..packet import PROTO_TCP, SYN
@@ -138,6 +139,8 @@ class IdsStage(Stage):
             tx_id = getattr(tx, "tx_id", None)
             if tx_id is not None:
                 ev["tx_id"] = tx_id
+            if isinstance(tx, HttpFile):         # a file keyword matched this file: Suricata logs it
+                ev["files"] = [{"filename": _text(tx.name)}]
         return ev
 
     def done(self, flow) -> bool:
