@@ -82,13 +82,15 @@ def event_matches(event: dict, match: dict) -> bool:
 def suricata_like_config(test_dir: Path):
     """The built-in defaults, except where Suricata's defaults (which the tests assume) differ and the test's
     own run changed them: midstream pickup is off in Suricata unless the test ran with
-    `--set stream.midstream=true` (the gateway picks up midstream flows by default, e.g. after a restart)."""
+    `--set stream.midstream=true` (the gateway picks up midstream flows by default, e.g. after a restart);
+    flows are never bypassed (Suricata's `stream.bypass: no`: packet rules such as ttl/dsize keep seeing the
+    packets after the stream depth, where the gateway lets the kernel forward them)."""
     from gateway.config import from_dict
 
     meta = json.loads((test_dir / "meta.json").read_text())
     args = " ".join(meta.get("args") or [])
     midstream = "stream.midstream=true" in args
-    return from_dict({"stream": {"midstream": midstream}})
+    return from_dict({"stream": {"midstream": midstream}, "gateway": {"bypass": False}})
 
 
 def run_replay(test_dir: Path, ips: bool) -> list[dict]:
