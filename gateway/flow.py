@@ -92,6 +92,12 @@ class FlowTable:
         key = (pkt.proto, a, b) if a <= b else (pkt.proto, b, a)
         flow = self.flows.get(key)
         created = False
+        if flow is not None and flow.tcp_state == TCP_CLOSED and pkt.proto == PROTO_TCP \
+                and pkt.tcp_flags & (SYN | ACK) == SYN:
+            # A new connection reusing the ports of one that was closed (RST or FIN both ways): the
+            # old flow ends here and the SYN starts a new one with its own state and inspection.
+            self.ended.append(self.flows.pop(key))
+            flow = None
         if flow is None:
             if len(self.flows) >= self.cfg.max_flows:
                 self.expire(pkt.ts, force=True)

@@ -125,3 +125,17 @@ def test_timeout_follows_tcp_state_through_data_fin_and_rst():
     t.lookup(decode(tcp(sport=40001, flags="PA", seq=7, ack=9, payload=b"y"), 4.0))
     t.lookup(decode(tcp(sport=40001, flags="R", seq=8), 4.5))
     assert (mid.tcp_state, mid.timeout, mid.end_reason) == (TCP_CLOSED, 33, "rst")
+
+
+def test_syn_on_a_closed_flow_starts_a_new_one():
+    t = FlowTable(FlowSection())
+    for data, _ in handshake():
+        first, *_ = t.lookup(decode(data, 1.0))
+    t.lookup(decode(tcp(flags="R", seq=1001), 2.0))
+    assert first.tcp_state == TCP_CLOSED
+    second, to_server, created = t.lookup(decode(tcp(flags="S", seq=9000), 3.0))
+    assert created and to_server and second is not first and second.flow_id != first.flow_id
+    assert t.ended == [first] and len(t) == 1
+    # a retransmitted SYN of an open connection does not
+    again, _, created = t.lookup(decode(tcp(flags="S", seq=9000), 3.1))
+    assert again is second and not created
