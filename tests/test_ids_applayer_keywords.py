@@ -195,3 +195,24 @@ def test_app_layer_protocol(tmp_path):
     # sid 1: the request that made HTTP known to_server, and the first response (to_client known);
     # sid 2: to_client packets once the response direction is known (the response only: no later ACKs)
     assert sids(events) == [1, 1, 2]
+
+
+def test_multipart_file_data_is_one_buffer_per_file_and_sticky_instances(tmp_path):
+    r = parse_rule('alert http any any -> any any (file.data; content:"a"; file.data; content:"b"; '
+                   'http.request_header; content:"x"; http.request_header; content:"y"; sid:1;)')
+    assert [ml.buffer for ml in r.buffers] == ["file.data", "file.data", "http.request_header",
+                                               "http.request_header"]
+    insp, events, _ = inspector(
+        tmp_path,
+        'alert http any any -> any any (file.data; content:"alpha"; content:"omega"; sid:1;)\n'    # across files
+        'alert http any any -> any any (file.data; content:"alpha"; file.data; content:"omega"; sid:2;)\n'
+        'alert http any any -> any any (file.data; content:"omega"; startswith; sid:3;)\n'
+        'alert http any any -> any any (http.request_body; content:"filename=|22|b.txt"; sid:4;)\n')
+    body = (b"--B\r\nContent-Disposition: form-data; name=a; filename=\"a.txt\"\r\n\r\nalpha\r\n"
+            b"--B\r\nContent-Disposition: form-data; name=b; filename=\"b.txt\"\r\n\r\nomega\r\n--B--\r\n")
+    head = (b"POST /u HTTP/1.1\r\nHost: h\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % len(body) + body + b"\r\n"
+    # the last chunk completes the upload without adding body bytes
+    run(insp, conversation([(head, True), (chunk, True), (b"0\r\n\r\n", True)]))
+    assert sids(events) == [2, 3, 4]

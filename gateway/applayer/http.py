@@ -280,6 +280,12 @@ class HttpTransaction:
             return [n + b": " + v for n, v in headers.values()]
         if keyword == "file.name":
             return self.file_names(bool(to_server))
+        if keyword in ("file.data", "file_data") and to_server and self.multipart_upload():
+            # a multipart upload: each file is its own buffer (the parts captured so far while it arrives)
+            if self.request_files:
+                return [content for _, content in self.request_files]
+            boundary = multipart.boundary_of(self.request_header(b"content-type"))
+            return [content for _, content in multipart.files(bytes(self.request_body), boundary)]
         b = self.buffer(keyword, to_server)
         return [] if b is None else [b]
 
@@ -303,6 +309,10 @@ class HttpTransaction:
             return None
         return (line + b"\r\n" + b"".join(b"%s: %s\r\n" % (n, v) for n, v in self._headers(to_server).values())
                 + b"\r\n")
+
+    def multipart_upload(self) -> bool:
+        """The request body is multipart/form-data (its files are the parts with a filename)."""
+        return bool(self.request_files) or multipart.boundary_of(self.request_header(b"content-type")) is not None
 
     def files(self, to_server: bool) -> list[HttpFile]:
         """One HttpFile per file of the direction (see file_names); the same objects on every call."""

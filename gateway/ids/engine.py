@@ -441,8 +441,9 @@ class DetectionEngine:
                         # a growing body: scan only what was added (plus a pattern's length of overlap)
                         hits.update(prev[1])
                         for name, transforms, pf in bufs:
-                            for buf in self._buffers(app, tx, name, to_server):
-                                start = max(0, prev[0] - pf.max_len + 1)
+                            scan_bufs, sliceable = self._prefilter_buffers(app, tx, name, to_server)
+                            for buf in scan_bufs:
+                                start = max(0, prev[0] - pf.max_len + 1) if sliceable else 0
                                 if transforms:
                                     # offsets of the raw body do not hold in a transformed one (url_decode,
                                     # strip_whitespace shorten it): scan all of it
@@ -452,7 +453,7 @@ class DetectionEngine:
                                     hits.update(tup)
                     else:
                         for name, transforms, pf in bufs:
-                            for buf in self._buffers(app, tx, name, to_server):
+                            for buf in self._prefilter_buffers(app, tx, name, to_server)[0]:
                                 if transforms:
                                     buf = apply_transforms(buf, transforms)
                                 for tup in pf.scan(buf, dport, sport):
@@ -570,6 +571,16 @@ class DetectionEngine:
         if bufs is None:
             bufs = cache[key] = _tx_buffers(app, tx, name, to_server)
         return bufs
+
+    def _prefilter_buffers(self, app: str, tx, name: str, to_server: bool) -> tuple[list, bool]:
+        """What the prefilter scans for a buffer kind, and whether a growing body may be scanned from where
+        the last scan stopped. A completed multipart upload's file.data is one buffer per file, while the
+        http.request_body rules that share its database read the raw body: both are scanned."""
+        bufs = self._buffers(app, tx, name, to_server)
+        if name == "file.data" and to_server and app == "http" and getattr(tx, "partial_of", None) is None \
+                and tx.multipart_upload():
+            return bufs + [bytes(tx.request_body)], False
+        return bufs, True
 
     # ------------------------------------------------------------------ conditions
     def _header(self, cr: _CRule, pkt, flow, to_server: bool, state, established: bool) -> bool:
@@ -926,7 +937,9 @@ def _tx_versions(app: str, tx, to_server: bool):
     res = (len(tx.response_line), len(tx.response_headers))
     reqb, resb = len(tx.request_body), len(tx.response_body)
     files = (reqb, len(tx.request_files), tx.request_complete) if to_server else (resb, len(tx.response_headers))
-    return (req, res, reqb, resb, req if to_server else res, reqb if to_server else resb, files)
+    # file.data to_server becomes one buffer per file when a multipart upload is parsed: count that as growth
+    return (req, res, reqb, resb, req if to_server else res, reqb + len(tx.request_files) if to_server else resb,
+            files)
 
 
 def _per_file(pairs, to_server: bool):
@@ -964,7 +977,7 @@ def _alproto_ok(r: Rule, flow, pkt, to_server: bool) -> bool:
     return True
 
 
-_HTTP_MULTI = frozenset(("http.request_header", "http.response_header", "file.name"))
+_HTTP_MULTI = frozenset(("http.request_header", "http.response_header", "file.name", "file.data"))
 
 
 def _tx_int(app: str, tx, to_server: bool, ti) -> bool:

@@ -90,6 +90,11 @@ BUFFERS: dict[str, BufferSpec] = {
              "tls.certs tls.subjectaltname ja3s.hash ja3s.string"),
 }
 
+# Buffers Suricata 7 registers as multi-instance: each use of the sticky keyword is its own match list
+MULTI_INSTANCE = frozenset(("file.data", "file.name", "http.request_header", "http.response_header", "dns.query",
+                            "dns.queries.rrname", "dns.answers.rrname", "dns.authorities.rrname",
+                            "dns.additionals.rrname", "dns.response.rrname", "tls.certs", "tls.subjectaltname"))
+
 # Sticky-buffer keywords (modern and legacy spellings) -> buffer.
 STICKY: dict[str, str] = {name: name for name in BUFFERS}
 STICKY.update({

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .classification import Classification, load_classifications
 from .header import HEADER_BUFFERS
-from .keywords import BUFFERS, KEYWORDS, TRANSFORMS
+from .keywords import BUFFERS, KEYWORDS, MULTI_INSTANCE, TRANSFORMS
 from .model import (
     ContentMatch,
     FastPattern,
@@ -164,7 +164,13 @@ class _Builder:
         elif self.sticky is not None:
             target = self.sticky
             if not self.sticky_used:
-                target = self._list(target.buffer, target.transforms)   # merges with an earlier same list
+                key = "|".join((target.buffer,) + target.transforms)
+                if target.buffer in MULTI_INSTANCE and key in self.lists:
+                    # Suricata 7 multi-buffers: naming the buffer again starts a second instance, which
+                    # may match another element (another file, header, query name) than the first
+                    self.lists[f"{key}#{len(self.lists)}"] = target
+                else:
+                    target = self._list(target.buffer, target.transforms)   # merges with an earlier same list
                 self.sticky = target
                 self.sticky_used = True
         elif getattr(match, "relative", False) and not isinstance(match, (ContentMatch, PcreMatch)) \
