@@ -216,3 +216,25 @@ def test_multipart_file_data_is_one_buffer_per_file_and_sticky_instances(tmp_pat
     # the last chunk completes the upload without adding body bytes
     run(insp, conversation([(head, True), (chunk, True), (b"0\r\n\r\n", True)]))
     assert sids(events) == [2, 3, 4]
+
+
+def test_file_hash_lists(tmp_path):
+    import hashlib
+    exe = b"MZ" + b"\x90" * 100
+    (tmp_path / "bad.md5").write_text(f"# known bad\n{hashlib.md5(exe).hexdigest().upper()}  tool.exe\n")
+    (tmp_path / "bad.sha256").write_text(hashlib.sha256(b"other").hexdigest() + "\n")
+    (tmp_path / "broken.md5").write_text("xyz\n")
+    with pytest.raises(RuleError, match=r"broken.md5:1: not a md5 hash"):
+        parse_rule("alert http any any -> any any (filemd5:broken.md5; sid:1;)", file=str(tmp_path / "r.rules"))
+    with pytest.raises(RuleError, match="cannot read hash list"):
+        parse_rule("alert http any any -> any any (filemd5:missing.md5; sid:1;)", file=str(tmp_path / "r.rules"))
+    insp, events, _ = inspector(
+        tmp_path,
+        "alert http any any -> any any (filemd5:bad.md5; sid:1;)\n"
+        "alert http any any -> any any (filesha256:bad.sha256; sid:2;)\n"
+        "alert http any any -> any any (filesha256:!bad.sha256; sid:3;)\n")
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(exe) + exe
+    run(insp, conversation([(b"GET /tool.exe HTTP/1.1\r\nHost: h\r\n\r\n", True),
+                            (resp[:60], False), (resp[60:], False)]))
+    assert sids(events) == [1, 3]        # once the file is complete; sid 3: its sha256 is not listed
+    assert all(a["files"][0]["filename"] == "/tool.exe" for a in alerts(events))

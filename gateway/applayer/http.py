@@ -28,6 +28,7 @@ is body.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -326,7 +327,7 @@ class HttpTransaction:
         for i, name in enumerate(names):
             f = views.get((to_server, i))
             if f is None or f.name != name:
-                f = views[(to_server, i)] = HttpFile(self, name)
+                f = views[(to_server, i)] = HttpFile(self, name, to_server, i)
             out.append(f)
         return out
 
@@ -424,11 +425,38 @@ class HttpFile:
     """One file of a transaction as Suricata's file inspection sees it: file.name is this file's name,
     every other buffer and attribute is the transaction's."""
 
-    __slots__ = ("name", "tx")
+    __slots__ = ("_digests", "index", "name", "to_server", "tx")
 
-    def __init__(self, tx: HttpTransaction, name: bytes):
+    def __init__(self, tx: HttpTransaction, name: bytes, to_server: bool = False, index: int = 0):
         self.tx = tx
         self.name = name
+        self.to_server = to_server
+        self.index = index
+        self._digests: dict[str, str] = {}
+
+    def content(self) -> bytes | None:
+        """The whole file once it is complete and was captured whole, else None (a hash of part of a
+        file must never be compared with a hash list)."""
+        tx = self.tx
+        if self.to_server:
+            if not tx.request_complete or tx.request_truncated:
+                return None
+            if tx.request_files:
+                return tx.request_files[self.index][1] if self.index < len(tx.request_files) else None
+            return bytes(tx.request_body)
+        if not tx.response_complete or tx.response_truncated:
+            return None
+        return bytes(tx.response_body)
+
+    def digest(self, algo: str) -> str | None:
+        """Lowercase hex md5 / sha1 / sha256 of the complete file (None while it is not)."""
+        d = self._digests.get(algo)
+        if d is None:
+            data = self.content()
+            if data is None:
+                return None
+            d = self._digests[algo] = hashlib.new(algo, data).hexdigest()
+        return d
 
     def buffers(self, keyword: str, to_server: bool | None = None) -> list[bytes]:
         if keyword == "file.name":

@@ -69,21 +69,21 @@ class _CRule:
             tx_lists.append((ml, to_server))
         self.tx_lists = tuple(tx_lists)
         # file keywords are inspected per file (Suricata's file inspection): one alert per matching file
-        self.per_file = any(ml.buffer == "file.name" for ml, _ in tx_lists)
+        self.per_file = any(ml.buffer == "file.name" for ml, _ in tx_lists) or bool(rule.file_hashes)
         # the version kinds (see _version_kind) of the buffers the rule reads; None: not memoisable
         kinds = {_version_kind(ml.buffer) for ml, _ in tx_lists}
         if rule.urilen is not None:
             kinds.add(0)
         # (app-layer events can appear without any buffer changing: not memoisable either)
         self.kinds = tuple(sorted(kinds)) if rule.tls_version is None and not rule.app_events and \
-            not rule.tx_ints else None
+            not rule.tx_ints and not rule.file_hashes else None
         # the direction a transaction rule is inspected in (Suricata registers it with the app-layer
         # inspection engines of that direction): to_client if any buffer only exists there, to_server if
         # every buffer is a request one, else the flow keyword's (None: both)
         dirs = {d for _, d in tx_lists}
         self.tx_dir = False if False in dirs else True if dirs == {True} else flow_dir
         self.is_tx = bool(tx_lists) or rule.urilen is not None or rule.tls_version is not None or \
-            bool(rule.app_events) or bool(rule.tx_ints)
+            bool(rule.app_events) or bool(rule.tx_ints) or bool(rule.file_hashes)
         self.app = rule.app_proto
         if self.is_tx and self.app is None:
             self.app = next((_APP_OF_BUFFER.get(ml.buffer) for ml, _ in tx_lists), None)
@@ -708,6 +708,10 @@ class DetectionEngine:
                 return False
         for ti in r.tx_ints:
             if not _tx_int(app, tx, to_server, ti):
+                return False
+        for algo, digests, negated in r.file_hashes:
+            d = tx.digest(algo) if app == "http" and hasattr(tx, "digest") else None
+            if d is None or (d in digests) == negated:
                 return False
         for ml, direction in cr.tx_lists:
             d = to_server if direction is None else direction

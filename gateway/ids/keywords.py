@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from .decoder_events import EVENTS as DECODER_EVENTS
 from .header import FRAGBITS, IPOPT_BITS
@@ -870,6 +871,58 @@ def _file_name_legacy(ext: bool):
     return setup
 
 
+MAX_HASH_LIST_BYTES = 64 << 20      # one hash list file
+_HASH_HEX_LEN = {"md5": 32, "sha1": 40, "sha256": 64}
+_HASH_LISTS: dict[tuple, frozenset] = {}     # (path, size, mtime) -> digests: rules sharing a list share it
+
+
+def _load_hash_list(path: Path, algo: str, name: str) -> frozenset:
+    try:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, algo)
+        cached = _HASH_LISTS.get(key)
+        if cached is not None:
+            return cached
+        if st.st_size > MAX_HASH_LIST_BYTES:
+            raise RuleError(f"{name}: list {path.name} larger than {MAX_HASH_LIST_BYTES >> 20} MiB")
+        text = path.read_text("ascii", "replace")
+    except OSError as e:
+        raise RuleError(f"{name}: cannot read hash list {path}: {e.strerror or e}") from None
+    want = _HASH_HEX_LEN[algo]
+    digests = set()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        item = line.strip()
+        if not item or item.startswith("#"):
+            continue
+        h = item.split()[0].lower()
+        if len(h) != want or any(c not in "0123456789abcdef" for c in h):
+            raise RuleError(f"{name}: {path.name}:{lineno}: not a {algo} hash")
+        digests.add(h)
+    out = _HASH_LISTS[key] = frozenset(digests)
+    if len(_HASH_LISTS) > 256:
+        _HASH_LISTS.pop(next(iter(_HASH_LISTS)))
+    return out
+
+
+def _file_hash(algo: str):
+    # Suricata detect-filemd5.c & co: filemd5:[!]list; the list file is relative to the rule file's
+    # directory (Suricata's default-rule-path); holds when the complete file's hash is (not) listed
+    name = "file" + algo
+
+    def setup(b, v):
+        text = _need(v, name)
+        negated = text.startswith("!")
+        if negated:
+            text = text[1:].strip()
+        text = _unquote(text, name)
+        path = Path(text)
+        if not path.is_absolute():
+            path = Path(b.rule_file).parent / path if b.rule_file else path
+        b.rule.setdefault("file_hashes", []).append((algo, _load_hash_list(path, algo, name), negated))
+        b.need_app("http", name)
+    return setup
+
+
 def _filestore(b, v):
     # storing files to disk is not a gateway feature (files go to the YARA stage instead); the keyword
     # never changes whether the rule matches, so it is accepted with its arguments checked
@@ -1270,7 +1323,8 @@ for _n, _f in (("msg", _msg), ("sid", _sid), ("rev", _rev), ("gid", _gid), ("cla
                ("tls_cert_notbefore", _tls_validity("tls_cert_notbefore")),
                ("tls_cert_notafter", _tls_validity("tls_cert_notafter")),
                ("filename", _file_name_legacy(False)), ("fileext", _file_name_legacy(True)),
-               ("filestore", _filestore)):
+               ("filestore", _filestore), ("filemd5", _file_hash("md5")), ("filesha1", _file_hash("sha1")),
+               ("filesha256", _file_hash("sha256"))):
     _reg(_n, "rule", _f)
 for _n, _f in (("ack", _header_compare("ack", "tcp.ack", (1 << 32) - 1, True)),
                ("seq", _header_compare("seq", "tcp.seq", (1 << 32) - 1, True)),

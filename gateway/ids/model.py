@@ -340,6 +340,8 @@ class Rule:
     # to_client | orig. pd_only: the rule has no other condition, so (as in Suricata) it is only
     # evaluated on the packet that completed protocol detection for its direction
     app_protocols: tuple[tuple[str, bool, str], ...] = ()
+    # filemd5 / filesha1 / filesha256: (algorithm, frozenset of lowercase hex digests, negated) each
+    file_hashes: tuple[tuple[str, frozenset, bool], ...] = ()
     pd_only: bool = False
     tag: str | None = None              # accepted, no effect on detection (tagging of later packets)
     file: str = ""

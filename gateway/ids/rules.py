@@ -93,6 +93,7 @@ class _Builder:
 
     def __init__(self, classifications):
         self.classifications = classifications
+        self.rule_file = ""                       # the rule file (lists a rule names are relative to it)
         self.rule: dict = {}
         self.lists: dict[str, MatchList] = {}
         self.sticky: MatchList | None = None      # the current sticky buffer (may not be registered yet)
@@ -325,6 +326,7 @@ def parse_rule(text: str, variables: Variables | None = None, *, file: str = "",
             sid = int(m.group(1)) if len(m.group(1)) < 20 else None
         action, proto, (src, sport, dst, dport), bidir = _parse_header(text[:open_i], variables)
         b = _Builder(classifications)
+        b.rule_file = file
         options = _split_options(body)
         for name, value in options:
             kw = KEYWORDS.get(name)
@@ -400,7 +402,7 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
         threshold=r.get("threshold"), detection_filter=r.get("detection_filter"),
         tls_version=r.get("tls_version"), tag=r.get("tag"), app_events=tuple(r.get("app_events", ())),
         tx_ints=tuple(r.get("tx_ints", ())), app_protocols=tuple(r.get("app_protocols", ())),
-        pd_only=r.get("pd_only", False),
+        pd_only=r.get("pd_only", False), file_hashes=tuple(r.get("file_hashes", ())),
         file=file, line=line, text=text)
 
 
