@@ -227,8 +227,9 @@ def test_fail_open_passes_traffic_while_the_worker_is_stuck(lab):
         os.kill(worker, signal.SIGCONT)
     assert replies == 0, replies
     # ... and the kernel's count of those drops reaches the metrics.
-    dropped, text = _scrape(gw, "gateway_queue_dropped_total", queue="0", reason="queue_full")
-    assert dropped >= 2, text
+    # (the supervisor reads the kernel's counter periodically: wait until both drops have been read)
+    assert _wait(lambda: metric(gw.metrics(), "gateway_queue_dropped_total", queue="0",
+                                reason="queue_full") >= 2, 5, step=0.2), gw.metrics()
     assert gw.stop() == 0
 
 
