@@ -131,3 +131,42 @@ def test_bind_configures_the_queue_and_refuses_a_second_listener():
     row = [line.split() for line in r.stdout.splitlines() if line.split()[:1] == ["7"]]
     assert row, r.stdout
     assert row[0][3] == "2" and int(row[0][4]) > 65000          # copy mode packet, whole packets
+
+
+def _reference_parse(msg: bytes, n: int):
+    """The attribute walk written plainly: what parse_packet must return, fast path or not."""
+    mlen = struct.unpack_from("=I", msg)[0]
+    end, off, found = min(n, mlen), 20, {}
+    while off + 4 <= end:
+        alen, atype = struct.unpack_from("=HH", msg, off)
+        if alen < 4:
+            break
+        atype &= 0x3FFF
+        if atype == nq.NFQA_PAYLOAD:
+            return (*(found.get(t, 0) for t in (1, 3, 5, 6)), msg[off + 4:min(off + alen, end)])
+        if atype in (1, 3, 5, 6) and off + 8 <= end:
+            found[atype] = struct.unpack_from("!I", msg, off + 4)[0]
+        off += (alen + 3) & ~3
+    return (*(found.get(t, 0) for t in (1, 3, 5, 6)), b"")
+
+
+@pytest.mark.parametrize("layout", [
+    (1, 5, 6, 9, 10),             # what the kernel sends for a forwarded packet (seen in the lab)
+    (1, 5, 6, 3, 9, 14, 10),      # ... with a mark and skb info
+    (1, 5, 7, 6, 8, 10),          # bridge: physical devices in between (not the fast-path prefix)
+    (1, 6, 10),                   # output hook: no indev
+    (5, 1, 6, 10),                # another order
+])
+def test_parse_packet_fast_path_and_plain_walk_agree(layout):
+    values = {1: struct.pack("!IHB", 0xA1B2C3D4, 0x0800, 2), 3: struct.pack("!I", 0x80000001),
+              5: struct.pack("!I", 0x0102), 6: struct.pack("!I", 0x0A0B0C0D), 7: struct.pack("!I", 9),
+              8: struct.pack("!I", 8), 9: b"\x00\x06" + bytes(10), 14: struct.pack("!II", 1, 2)}
+    payload = bytes(range(200)) * 7
+    attrs = b"".join(attr(t, payload if t == nq.NFQA_PAYLOAD else values[t]) for t in layout)
+    body = struct.pack("=BBH", 2, 0, 0) + attrs
+    msg = struct.pack("=IHHII", 16 + len(body), nq.NFQNL_MSG_PACKET, 0, 0, 0) + body
+    want = _reference_parse(msg, len(msg))
+    assert want[4] == payload
+    assert nq.parse_packet(bytearray(msg) + bytes(64), len(msg)) == want
+    for cut in (21, 30, 44, 47, 48, 49, 60, 100):            # datagrams cut short anywhere
+        assert nq.parse_packet(bytearray(msg[:cut]) + b"\xee" * 64, cut) == _reference_parse(msg, cut)

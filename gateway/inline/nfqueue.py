@@ -87,7 +87,15 @@ def batch_verdict_message(queue: int, last_id: int, verdict: int = NF_ACCEPT) ->
     return _message(NFQNL_MSG_VERDICT_BATCH, queue, _attr(NFQA_VERDICT_HDR, struct.pack("!II", verdict, last_id)))
 
 
-def parse_packet(buf, n: int, _attr=_ATTR.unpack_from, _be32=_BE32.unpack_from, _hdr=_NLMSGHDR.unpack_from):
+# PACKET_HDR (11 bytes, padded to 12), IFINDEX_INDEV and IFINDEX_OUTDEV (8 each) at offset 20:
+# their (length, type) headers in native order, and their values (big-endian).
+_FWD_HEADS = (11, 1, 8, 5, 8, 6)
+_FWD_HEAD_FMT = struct.Struct("=HH8xHH4xHH4x")
+_FWD_VALUE_FMT = struct.Struct("!4xI8xI4xI")
+
+
+def parse_packet(buf, n: int, _attr=_ATTR.unpack_from, _be32=_BE32.unpack_from, _hdr=_NLMSGHDR.unpack_from,
+                 _fwd_heads=_FWD_HEAD_FMT.unpack_from, _fwd_values=_FWD_VALUE_FMT.unpack_from):
     """Parse one NFQNL_MSG_PACKET out of buf[:n] into (id, mark, indev, outdev, payload); a plain tuple,
     because this runs per packet. Returns None for other messages (acks); raises NfQueueError for an
     error reply. Attribute numbers are literals here for speed: 1 PACKET_HDR, 3 MARK, 5/6 IFINDEX_IN/OUTDEV,
@@ -107,6 +115,11 @@ def parse_packet(buf, n: int, _attr=_ATTR.unpack_from, _be32=_BE32.unpack_from, 
     off = 20
     pid = mark = indev = outdev = 0
     payload = b""
+    if end >= 48 and _fwd_heads(buf, 20) == _FWD_HEADS:
+        # A forwarded packet starts with PACKET_HDR, IFINDEX_INDEV, IFINDEX_OUTDEV (the kernel's order):
+        # read the three in two struct calls instead of a loop turn each.
+        pid, indev, outdev = _fwd_values(buf, 20)
+        off = 48
     while off + 4 <= end:
         alen, atype = _attr(buf, off)
         if alen < 4:
@@ -115,7 +128,7 @@ def parse_packet(buf, n: int, _attr=_ATTR.unpack_from, _be32=_BE32.unpack_from, 
         if atype == 10:
             payload = buf[off + 4:min(off + alen, end)].tobytes()   # never past what was received
             break
-        if atype <= 6:
+        if atype <= 6 and off + 8 <= end:     # a value cut off by the datagram's end is not read
             v = _be32(buf, off + 4)[0]
             if atype == 1:
                 pid = v
