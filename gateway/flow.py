@@ -109,6 +109,10 @@ class FlowTable:
             client_is_src = not pkt.reply
             if pkt.proto == PROTO_TCP and (pkt.tcp_flags & (SYN | ACK)) == (SYN | ACK):
                 client_is_src = False
+            elif pkt.proto == PROTO_TCP and not pkt.tcp_flags & SYN and pkt.payload[:5] == b"HTTP/":
+                # picked up midstream with an HTTP response: its sender is the server (Suricata reverses
+                # such a flow once protocol detection sees a response first)
+                client_is_src = False
             flow = Flow(next(self._ids), key, pkt, client_is_src)
             if pkt.proto == PROTO_TCP and not pkt.tcp_flags & SYN:
                 flow.midstream = True

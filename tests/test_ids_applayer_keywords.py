@@ -238,3 +238,13 @@ def test_file_hash_lists(tmp_path):
                             (resp[:60], False), (resp[60:], False)]))
     assert sids(events) == [1, 3]        # once the file is complete; sid 3: its sha256 is not listed
     assert all(a["files"][0]["filename"] == "/tool.exe" for a in alerts(events))
+
+
+def test_midstream_http_response_first_makes_its_sender_the_server(tmp_path):
+    from .conftest import tcp
+    insp, events, _ = inspector(tmp_path, 'alert http any any -> any any (http.stat_code; content:"200"; '
+                                          'flow:to_client; sid:1;)\n')
+    resp = b"HTTP/1.0 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\nok"
+    run(insp, [tcp(S, C, 8080, 40001, "PA", 7000, 9000, resp), tcp(C, S, 40001, 8080, "A", 9000, 7000 + len(resp))])
+    (a,) = alerts(events)
+    assert a["src_ip"] == S and a["direction"] == "to_client"
