@@ -1,6 +1,7 @@
 """EVE JSON events with Suricata's field names, so Elastic, Splunk and EveBox read them unchanged."""
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import time
@@ -36,6 +37,31 @@ def packet_event(event_type: str, pkt: Packet, flow: Flow | None) -> dict:
     if flow is not None and flow.app_proto:
         ev["app_proto"] = flow.app_proto
     return ev
+
+
+# pcap link type -> the name Suricata logs in packet_info.linktype_name
+LINKTYPE_NAMES = {0: "NULL", 1: "EN10MB", 9: "PPP", 14: "RAW", 101: "RAW", 104: "C_HDLC", 113: "LINUX_SLL",
+                  228: "IPv4", 229: "IPv6", 276: "LINUX_SLL2"}
+_VLAN_ETYPES = (b"\x81\x00", b"\x88\xa8", b"\x91\x00")
+
+
+def add_packet_fields(ev: dict, pkt: Packet) -> None:
+    """The captured packet as Suricata's alert logs it: `packet` (base64 of the frame, link layer included),
+    `packet_info`, and for Ethernet frames `ether` (MACs) and `vlan` (the ids of its 802.1Q tags). Built only
+    when an event is emitted."""
+    frame = pkt.frame if pkt.frame is not None else pkt.data
+    ev["packet"] = base64.b64encode(frame).decode("ascii")
+    ev["packet_info"] = {"linktype": pkt.linktype, "linktype_name": LINKTYPE_NAMES.get(pkt.linktype,
+                                                                                         str(pkt.linktype))}
+    if pkt.linktype == 1 and pkt.frame is not None and len(frame) >= 14:
+        ev["ether"] = {"src_mac": frame[6:12].hex(":"), "dest_mac": frame[0:6].hex(":")}
+        vlans = []
+        off = 12
+        while frame[off:off + 2] in _VLAN_ETYPES and len(frame) >= off + 6 and len(vlans) < 3:
+            vlans.append(int.from_bytes(frame[off + 2:off + 4], "big") & 0x0FFF)
+            off += 4
+        if vlans:
+            ev["vlan"] = vlans
 
 
 def flow_event(flow: Flow) -> dict:

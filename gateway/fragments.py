@@ -111,10 +111,19 @@ class Defragmenter:
             total = hlen + len(payload)
             header[2:4] = total.to_bytes(2, "big")
             header[6:8] = b"\x00\x00"      # no longer a fragment
+            header[10:12] = _ipv4_checksum(header).to_bytes(2, "big")
+        else:
+            # as Suricata rebuilds it: the unfragmentable part without the fragment header, whose next
+            # header takes its place in the chain, and the payload length of the whole datagram
+            hlen = _drop_ipv6_frag_header(header)
+            header[4:6] = (hlen - 40 + len(payload)).to_bytes(2, "big")
         data = bytes(header) + payload
         p = build_packet(last.ts, data, head.version, head.src, head.dst, head.proto, head.ttl, head.ip_id,
                          hlen, len(data), head.frag_id)
         p.indev, p.outdev, p.pcap_cnt = last.indev, last.outdev, last.pcap_cnt
+        if head.frame is not None:       # the first fragment's link layer in front of the whole datagram
+            p.frame = head.frame[:len(head.frame) - len(head.data)] + data
+            p.linktype = head.linktype
         return p
 
     def _expire(self, now: float) -> None:
@@ -125,3 +134,25 @@ class Defragmenter:
                 break
             del self.pending[key]
             self.timed_out += 1
+
+
+def _drop_ipv6_frag_header(header: bytearray) -> int:
+    """Remove the fragment header (the last 8 bytes of an IPv6 fragment's headers) in place, linking its
+    next-header value into the chain; returns the new header length."""
+    frag_at = len(header) - 8
+    link, off, nxt = 6, 40, header[6]
+    while off < frag_at and nxt != 44:
+        link, nxt = off, header[off]
+        off += (header[off + 1] + 1) * 8
+    header[link] = header[frag_at]
+    del header[frag_at:]
+    return frag_at
+
+
+def _ipv4_checksum(header: bytearray) -> int:
+    """The header checksum of a rebuilt IPv4 header (Suricata recomputes it on the reassembled packet)."""
+    header[10:12] = b"\x00\x00"
+    total = sum(int.from_bytes(header[i:i + 2], "big") for i in range(0, len(header) - 1, 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF

@@ -15,6 +15,8 @@ PROTO_UDP = 17
 PROTO_ICMPV6 = 58
 PROTO_NAMES = {PROTO_ICMP: "ICMP", PROTO_TCP: "TCP", PROTO_UDP: "UDP", PROTO_ICMPV6: "IPv6-ICMP"}
 
+LINKTYPE_RAW = 101   # pcap link type of a bare IP datagram (what NFQUEUE hands us)
+
 # TCP flag bits
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 
@@ -47,6 +49,9 @@ class Packet:
         "frag_offset", "more_frags", "frag_id",
         "sport", "dport", "tcp_flags", "seq", "ack", "window", "tcp_hlen", "tcp_options",
         "icmp_type", "icmp_code", "payload", "indev", "outdev", "pcap_cnt", "reply",
+        # the captured frame this datagram came in (a reference, for the EVE `packet` field) and its pcap
+        # link type; inline the frame is the datagram itself (RAW)
+        "frame", "linktype",
     )
 
     def __init__(self) -> None:
@@ -61,6 +66,8 @@ class Packet:
         self.indev = self.outdev = None
         self.pcap_cnt = None
         self.reply = False       # inline: conntrack saw this packet in its connection's reply direction
+        self.frame = None
+        self.linktype = LINKTYPE_RAW
 
     @property
     def src_ip(self) -> str:
@@ -225,4 +232,6 @@ def build_packet(ts: float, data: bytes, version: int, src: bytes, dst: bytes, p
     p.outdev = None
     p.pcap_cnt = None
     p.reply = False
+    p.frame = None
+    p.linktype = LINKTYPE_RAW
     return p

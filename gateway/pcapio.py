@@ -46,6 +46,7 @@ class Frame:
     ts: float
     ip: bytes | None        # the IP datagram, or None when the frame carries no IP
     linktype: int
+    raw: bytes = b""        # the whole captured frame (link layer included), for the EVE `packet` field
 
 
 def strip_link(linktype: int, frame: bytes) -> bytes | None:
@@ -73,13 +74,21 @@ def strip_link(linktype: int, frame: bytes) -> bytes | None:
     if linktype == LINKTYPE_LINUX_SLL2:
         proto = int.from_bytes(frame[0:2], "big") if len(frame) >= 20 else 0
         return frame[20:] if proto in (_ETH_IPV4, _ETH_IPV6) else None
-    if linktype in (LINKTYPE_PPP, LINKTYPE_C_HDLC):
+    if linktype == LINKTYPE_C_HDLC:
         if len(frame) < 4:
             return None
         proto = int.from_bytes(frame[2:4], "big")
-        if linktype == LINKTYPE_C_HDLC:
-            return frame[4:] if proto in (_ETH_IPV4, _ETH_IPV6) else None
-        return frame[4:] if proto in (_PPP_IPV4, _PPP_IPV6) else None
+        return frame[4:] if proto in (_ETH_IPV4, _ETH_IPV6) else None
+    if linktype == LINKTYPE_PPP:
+        # address/control (ff 03) may be omitted, and the protocol field compressed to one byte (odd value)
+        off = 2 if frame[:2] == b"\xff\x03" else 0
+        if len(frame) < off + 2:
+            return None
+        if frame[off] & 1:
+            proto, off = frame[off], off + 1
+        else:
+            proto, off = int.from_bytes(frame[off:off + 2], "big"), off + 2
+        return frame[off:] if proto in (_PPP_IPV4, _PPP_IPV6) else None
     return None
 
 
@@ -135,7 +144,7 @@ def _read_pcap(path: str, fp: BinaryIO, magic: bytes) -> Iterator[Frame]:
         data = fp.read(caplen)
         if len(data) < caplen:
             raise PcapError(f"{path}: record {index}: truncated ({len(data)} of {caplen} bytes)")
-        yield Frame(index, sec + frac / div, strip_link(linktype, data), linktype)
+        yield Frame(index, sec + frac / div, strip_link(linktype, data), linktype, data)
 
 
 def _read_pcapng(path: str, fp: BinaryIO) -> Iterator[Frame]:
@@ -192,7 +201,7 @@ def _read_pcapng(path: str, fp: BinaryIO) -> Iterator[Frame]:
                 orig = struct.unpack_from(order + "I", body, 0)[0]
                 data = body[4:4 + orig]
                 linktype, ts = interfaces[0][0], 0.0
-            yield Frame(index, ts, strip_link(linktype, data), linktype)
+            yield Frame(index, ts, strip_link(linktype, data), linktype, data)
 
 
 def _if_tsresol(options: bytes, order: str) -> float:

@@ -20,7 +20,7 @@ from .config import Config
 from .events import eve_timestamp, flow_event
 from .flow import Flow, FlowTable
 from .fragments import Defragmenter
-from .packet import DecodeError, Packet, decode
+from .packet import LINKTYPE_RAW, DecodeError, Packet, decode
 
 
 class Verdict(IntEnum):
@@ -108,9 +108,12 @@ class Inspector:
 
     # ------------------------------------------------------------------ hot path
     def process(self, data: bytes, ts: float, indev: str | None = None, outdev: str | None = None,
-                pcap_cnt: int | None = None, reply: bool = False) -> Verdict:
+                pcap_cnt: int | None = None, reply: bool = False, frame: bytes | None = None,
+                linktype: int = LINKTYPE_RAW) -> Verdict:
         """One packet -> its verdict. `reply`: the kernel's conntrack saw it in the reply direction of
-        its connection (inline only); it orients a flow whose first packet we see is the server's."""
+        its connection (inline only); it orients a flow whose first packet we see is the server's.
+        `frame`/`linktype`: the captured link-layer frame `data` came in (replay), kept by reference for
+        the EVE `packet` field; None inline, where the datagram is the whole packet."""
         try:
             pkt = decode(data, ts)
         except DecodeError as e:
@@ -119,6 +122,8 @@ class Inspector:
         pkt.outdev = outdev
         pkt.pcap_cnt = pcap_cnt
         pkt.reply = reply
+        pkt.frame = frame
+        pkt.linktype = linktype
         try:
             return self._inspect(pkt, len(data))
         except DecodeError as e:           # raised by fragment reassembly on a bad upper layer

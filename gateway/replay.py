@@ -67,7 +67,7 @@ def replay_files(inspector: Inspector, paths: list[str], progress: bool = False)
                     if frame.ip is None:
                         inspector.non_ip += 1
                         continue
-                    process(frame.ip, frame.ts, pcap_cnt=frame.index)
+                    process(frame.ip, frame.ts, pcap_cnt=frame.index, frame=frame.raw, linktype=frame.linktype)
                     if not n & 0x3FF:
                         bar.update(n)
             except PcapError as e:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 
 from ..applayer.http import HttpFile
-from ..events import eve_timestamp, packet_event
+from ..events import add_packet_fields, eve_timestamp, packet_event
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED
 from ..packet import PROTO_TCP, SYN
 from ..pipeline import PacketContext, Stage, Verdict
@@ -99,6 +99,7 @@ class IdsStage(Stage):
             body.update(self._alert_body(first_block.rule))
             del body["_rule"]
             ev["alert"] = body
+            add_packet_fields(ev, pkt)
             ctx.emit(ev)
 
     def _alert_body(self, rule) -> dict:
@@ -131,6 +132,7 @@ class IdsStage(Stage):
         body.update(self._alert_body(m.rule))
         del body["_rule"]
         ev["alert"] = body
+        add_packet_fields(ev, ctx.pkt)
         tx = m.tx
         if tx is not None:
             meta = _tx_metadata(m.app, tx)
