@@ -15,6 +15,8 @@ from __future__ import annotations
 from .config import FragmentSection
 from .packet import DecodeError, Packet, build_packet
 
+_IP_MAXPACKET = 65535      # the largest datagram; a fragment ending past it is Suricata's frag_pkt_too_large
+
 
 class _Datagram:
     __slots__ = ("first_ts", "frags", "head", "size", "total")
@@ -35,12 +37,17 @@ class Defragmenter:
         self.evicted = 0
         self.timed_out = 0
         self.overlaps_mismatched = 0
+        self.anomalies: tuple[str, ...] = ()   # Suricata's decoder events for the fragment last added
 
     def __len__(self) -> int:
         return len(self.pending)
 
     def add(self, pkt: Packet) -> Packet | None:
-        """Add one fragment. Returns the reassembled datagram when complete, else None."""
+        """Add one fragment. Returns the reassembled datagram when complete, else None. A fragment that
+        overlaps one already held is kept (first wins) and named in `anomalies` (frag_overlap); one that
+        cannot be reassembled raises DecodeError naming Suricata's event (frag_invalid_length,
+        frag_pkt_too_large)."""
+        self.anomalies = ()
         key = (pkt.version, pkt.src, pkt.dst, pkt.proto, pkt.frag_id)
         dg = self.pending.get(key)
         if dg is None:
@@ -52,13 +59,26 @@ class Defragmenter:
         off = pkt.frag_offset
         payload = pkt.payload
         end = off + len(payload)
+        ip = "ipv4" if pkt.version == 4 else "ipv6"
+        if pkt.more_frags and len(payload) % 8:
+            del self.pending[key]
+            events = ("ipv6.frag_invalid_length",) if pkt.version == 6 else ()
+            if end > _IP_MAXPACKET:
+                events += (ip + ".frag_pkt_too_large",)
+            raise DecodeError(f"fragment: non-final fragment of {len(payload)} bytes is not a multiple of 8",
+                              *events)
+        if end > _IP_MAXPACKET:
+            del self.pending[key]
+            raise DecodeError(f"fragment: datagram would reach {end} bytes, past the 65535 an IP datagram can hold",
+                              ip + ".frag_pkt_too_large")
         if end > self.cfg.max_datagram_bytes:
             del self.pending[key]
             raise DecodeError(f"fragment: datagram would reach {end} bytes "
                               f"(fragments.max_datagram_bytes = {self.cfg.max_datagram_bytes})")
-        if pkt.more_frags and len(payload) % 8:
-            del self.pending[key]
-            raise DecodeError(f"fragment: non-final fragment of {len(payload)} bytes is not a multiple of 8")
+        for o, p in dg.frags:
+            if o < end and off < o + len(p):
+                self.anomalies = (ip + ".frag_overlap",)
+                break
         if not pkt.more_frags:
             if dg.total >= 0 and dg.total != end:
                 del self.pending[key]

@@ -37,7 +37,12 @@ _new_packet = object.__new__
 
 
 class DecodeError(ValueError):
-    """The bytes are not a packet we can inspect; the message says which layer and why."""
+    """The bytes are not a packet we can inspect; the message says which layer and why. `events` names the
+    fault as Suricata's decoder events do (decode-event rules match on them)."""
+
+    def __init__(self, message: str, *events: str):
+        super().__init__(message)
+        self.events = events
 
 
 class Packet:
@@ -98,15 +103,17 @@ def decode(data: bytes, ts: float = 0.0) -> Packet:
     if version == 4:
         # IPv4 inline here, not in a helper: it is nearly every packet, and a call costs ~2 % of decode.
         if len(data) < 20:
-            raise DecodeError(f"ipv4: {len(data)} bytes is shorter than the 20-byte header")
+            raise DecodeError(f"ipv4: {len(data)} bytes is shorter than the 20-byte header", "ipv4.pkt_too_small")
         vihl, totlen, ip_id, frag, ttl, proto, src, dst = _IPV4.unpack_from(data)
         hlen = (vihl & 0x0F) * 4
         if hlen < 20:
-            raise DecodeError(f"ipv4: header length {hlen} < 20")
+            raise DecodeError(f"ipv4: header length {hlen} < 20", "ipv4.hlen_too_small")
         if totlen < hlen:
-            raise DecodeError(f"ipv4: total length {totlen} < header length {hlen}")
+            raise DecodeError(f"ipv4: total length {totlen} < header length {hlen}",
+                              "ipv4.iplen_smaller_than_hlen")
         if totlen > len(data):
-            raise DecodeError(f"ipv4: total length {totlen} exceeds the {len(data)} bytes captured")
+            raise DecodeError(f"ipv4: total length {totlen} exceeds the {len(data)} bytes captured",
+                              "ipv4.trunc_pkt")
         if frag & 0x3FFF:       # more-fragments bit or an offset: a fragment
             return _fragment(ts, data, 4, src, dst, proto, ttl, ip_id, hlen, totlen,
                              (frag & 0x1FFF) * 8, bool(frag & 0x2000), ip_id)
@@ -118,16 +125,17 @@ def decode(data: bytes, ts: float = 0.0) -> Packet:
 
 def _decode_ipv6(data: bytes, ts: float) -> Packet:
     if len(data) < 40:
-        raise DecodeError(f"ipv6: {len(data)} bytes is shorter than the 40-byte header")
+        raise DecodeError(f"ipv6: {len(data)} bytes is shorter than the 40-byte header", "ipv6.pkt_too_small")
     _vtf, plen, nxt, hlim, src, dst = _IPV6.unpack_from(data)
     end = 40 + plen
     if end > len(data):
-        raise DecodeError(f"ipv6: payload length {plen} exceeds the {len(data) - 40} bytes captured")
+        raise DecodeError(f"ipv6: payload length {plen} exceeds the {len(data) - 40} bytes captured",
+                          "ipv6.trunc_pkt")
     off = 40
     frag_id = 0
     while nxt in _IPV6_EXT or nxt == _IPV6_FRAG:
         if off + 8 > end:
-            raise DecodeError(f"ipv6: extension header {nxt} truncated at offset {off}")
+            raise DecodeError(f"ipv6: extension header {nxt} truncated at offset {off}", "ipv6.trunc_exthdr")
         if nxt == _IPV6_FRAG:
             fo = int.from_bytes(data[off + 2:off + 4], "big")
             frag_id = int.from_bytes(data[off + 4:off + 8], "big")
@@ -141,7 +149,7 @@ def _decode_ipv6(data: bytes, ts: float) -> Packet:
         nxt = hdr_next
         off += hdr_len
     if off > end:
-        raise DecodeError(f"ipv6: extension headers run past the payload ({off} > {end})")
+        raise DecodeError(f"ipv6: extension headers run past the payload ({off} > {end})", "ipv6.trunc_exthdr")
     return build_packet(ts, data, 6, src, dst, nxt, hlim, 0, off, end, frag_id)
 
 
@@ -177,26 +185,29 @@ def build_packet(ts: float, data: bytes, version: int, src: bytes, dst: bytes, p
     icmp_type = icmp_code = -1
     if proto == PROTO_TCP:
         if end - hlen < 20:
-            raise DecodeError(f"tcp: {end - hlen} bytes is shorter than the 20-byte header")
+            raise DecodeError(f"tcp: {end - hlen} bytes is shorter than the 20-byte header", "tcp.pkt_too_small")
         sport, dport, seq, ack, doff, flags, window = _TCP.unpack_from(data, hlen)
         thlen = (doff >> 4) * 4
         if thlen < 20 or hlen + thlen > end:
-            raise DecodeError(f"tcp: data offset {thlen} invalid for a {end - hlen}-byte segment")
+            raise DecodeError(f"tcp: data offset {thlen} invalid for a {end - hlen}-byte segment",
+                              "tcp.hlen_too_small" if thlen < 20 else "tcp.pkt_too_small")
         if thlen > 20:
             options = data[hlen + 20:hlen + thlen]
         payload = data[hlen + thlen:end]
     elif proto == PROTO_UDP:
         if end - hlen < 8:
-            raise DecodeError(f"udp: {end - hlen} bytes is shorter than the 8-byte header")
+            raise DecodeError(f"udp: {end - hlen} bytes is shorter than the 8-byte header", "udp.pkt_too_small")
         sport, dport, ulen = _UDP.unpack_from(data, hlen)
         if ulen < 8 or hlen + ulen > end:
-            raise DecodeError(f"udp: length field {ulen} invalid for {end - hlen} bytes")
+            raise DecodeError(f"udp: length field {ulen} invalid for {end - hlen} bytes",
+                              "udp.hlen_invalid" if ulen < 8 else "udp.pkt_too_small")
         payload = data[hlen + 8:hlen + ulen]
     else:
         sport = dport = 0
         if proto == PROTO_ICMP or proto == PROTO_ICMPV6:
             if end - hlen < 4:
-                raise DecodeError(f"icmp: {end - hlen} bytes is shorter than the 4-byte header")
+                raise DecodeError(f"icmp: {end - hlen} bytes is shorter than the 4-byte header",
+                                  "icmpv4.pkt_too_small" if proto == PROTO_ICMP else "icmpv6.pkt_too_small")
             icmp_type, icmp_code = _ICMP.unpack_from(data, hlen)
             payload = data[hlen + 4:end]
         elif proto == _NO_NEXT:

@@ -10,6 +10,10 @@ adding a stage touches no other stage.
     on_flow_end(flow)   the flow expired or the run ended (log it, free state).
     done(flow) -> bool  True when the stage has nothing left to inspect in this flow. When every stage
                         is done with an accepted flow, it is bypassed: the kernel forwards the rest.
+    on_decoder_events(pkt, events, decoded, emit) -> Verdict | None
+                        a packet the decoder refused (decoded False: `pkt` holds only the bytes, time, frame
+                        and pcap_cnt) or a fragment the defragmenter flagged, with Suricata's decoder-event
+                        names; return a verdict to override the malformed policy (an IPS drop), else None.
 """
 from __future__ import annotations
 
@@ -82,6 +86,10 @@ class Stage:
     def done(self, flow: Flow) -> bool:
         return True
 
+    def on_decoder_events(self, pkt: Packet, events: tuple[str, ...], decoded: bool,
+                          emit: Callable[[dict], None]) -> Verdict | None:
+        return None
+
 
 class Inspector:
     """One per worker (or per replay). Not thread-safe, by design: workers share nothing."""
@@ -117,7 +125,7 @@ class Inspector:
         try:
             pkt = decode(data, ts)
         except DecodeError as e:
-            return self._malformed(e, data, ts, pcap_cnt)
+            return self._malformed(e, data, ts, pcap_cnt, frame, linktype)
         pkt.indev = indev
         pkt.outdev = outdev
         pkt.pcap_cnt = pcap_cnt
@@ -127,7 +135,7 @@ class Inspector:
         try:
             return self._inspect(pkt, len(data))
         except DecodeError as e:           # raised by fragment reassembly on a bad upper layer
-            return self._malformed(e, data, ts, pcap_cnt)
+            return self._malformed(e, data, ts, pcap_cnt, frame, linktype, pkt)
         except Exception as e:             # a stage bug must never take the worker down
             self.errors += 1
             self.last_error = f"{type(e).__name__}: {e}"
@@ -136,6 +144,10 @@ class Inspector:
     def _inspect(self, pkt: Packet, nbytes: int) -> Verdict:
         if pkt.more_frags or pkt.frag_offset:
             whole = self.defrag.add(pkt)
+            if self.defrag.anomalies:
+                v = self._decoder_events(pkt, self.defrag.anomalies, True)
+                if v is not None and v != _ACCEPT:
+                    return self._count(v, "decoder_event", nbytes)
             if whole is None:
                 # Held until the datagram is complete; the verdict on the last fragment decides
                 # (a receiver cannot reassemble without it).
@@ -173,9 +185,26 @@ class Inspector:
                 return self._count(_BYPASS, ctx.reason, nbytes)
         return self._count(verdict, ctx.reason, nbytes)
 
-    def _malformed(self, err: DecodeError, data: bytes, ts: float, pcap_cnt: int | None) -> Verdict:
+    def _decoder_events(self, pkt: Packet, events: tuple[str, ...], decoded: bool) -> Verdict | None:
+        """Show a refused packet or a flagged fragment to the stages (decode-event rules); the strongest
+        verdict a stage returns, or None."""
+        verdict = None
+        for stage in self.stages:
+            try:
+                v = stage.on_decoder_events(pkt, events, decoded, self.sink)
+            except Exception as e:  # noqa: BLE001 - a stage bug must never take the worker down
+                self.errors += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                continue
+            if v is not None and (verdict is None or v > verdict):
+                verdict = v
+        return verdict
+
+    def _malformed(self, err: DecodeError, data: bytes, ts: float, pcap_cnt: int | None,
+                   frame: bytes | None = None, linktype: int = LINKTYPE_RAW, pkt: Packet | None = None) -> Verdict:
         """Count it, apply the policy, and log an `anomaly` event (at most ANOMALY_RATE a second, so a
-        flood of garbage cannot flood the log)."""
+        flood of garbage cannot flood the log). The stages see it (on_decoder_events): with `pkt` (a
+        decoded fragment reassembly refused) or a bare Packet holding the bytes."""
         self.last_error = str(err)
         second = int(ts)
         if second != self._anomaly_second:
@@ -188,7 +217,16 @@ class Inspector:
             if pcap_cnt is not None:
                 ev["pcap_cnt"] = pcap_cnt
             self.sink(ev)
-        return self._count(self.malformed_verdict, "malformed", len(data))
+        verdict = self.malformed_verdict
+        decoded = pkt is not None
+        if not decoded:
+            pkt = Packet()
+            pkt.ts, pkt.data, pkt.version, pkt.proto, pkt.length = ts, data, 0, 0, len(data)
+            pkt.frame, pkt.linktype, pkt.pcap_cnt = frame, linktype, pcap_cnt
+        v = self._decoder_events(pkt, err.events, decoded)
+        if v is not None and v > verdict:
+            verdict = v
+        return self._count(verdict, "malformed", len(data))
 
     def _count(self, verdict: Verdict, reason: str, nbytes: int) -> Verdict:
         c = self.counts.get((verdict, reason))

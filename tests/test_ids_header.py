@@ -138,8 +138,8 @@ def test_decode_events_on_pkthdr_rules(tmp_path):
 
 
 def test_decode_event_we_never_raise_is_rejected():
-    with pytest.raises(RuleError, match="decode-event: ipv4.frag_overlap is not detected"):
-        parse_rule("alert pkthdr any any -> any any (decode-event:ipv4.frag_overlap; sid:1;)")
+    with pytest.raises(RuleError, match="decode-event: ipv4.frag_ignored is not detected"):
+        parse_rule("alert pkthdr any any -> any any (decode-event:ipv4.frag_ignored; sid:1;)")
 
 
 def test_dsize_operators_that_require_a_payload(tmp_path):

@@ -30,7 +30,23 @@ EVENTS = frozenset({
     "ipv6.exthdr_useless_fh", "ipv6.exthdr_dupl_fh", "ipv6.fh_non_zero_reserved_field",
     "ipv6.exthdr_dupl_hh", "ipv6.exthdr_dupl_rh", "ipv6.rh_type_0",
     "tcp.opt_invalid_len", "tcp.opt_duplicate",
+    # on packets the decoder refuses (packet.DecodeError.events) and fragments (fragments.Defragmenter)
+    "ipv4.pkt_too_small", "ipv4.hlen_too_small", "ipv4.iplen_smaller_than_hlen", "ipv4.trunc_pkt",
+    "ipv6.pkt_too_small", "ipv6.trunc_pkt", "ipv6.trunc_exthdr",
+    "tcp.pkt_too_small", "tcp.hlen_too_small", "udp.pkt_too_small", "udp.hlen_invalid",
+    "icmpv4.pkt_too_small", "icmpv6.pkt_too_small",
+    "ipv4.frag_overlap", "ipv6.frag_overlap", "ipv4.frag_pkt_too_large", "ipv6.frag_pkt_too_large",
+    "ipv6.frag_invalid_length",
 })
+
+
+def undecodable_events(data: bytes, events) -> frozenset:
+    """The decoder events of a packet the decoder refused: the fault's own (DecodeError.events) plus the
+    IPv6 extension-header anomalies found before it, as Suricata's decoder flags both on the packet."""
+    out = set(events)
+    if len(data) >= 40 and data[0] >> 4 == 6:
+        _ipv6_exthdrs(data, min(len(data), 40 + int.from_bytes(data[4:6], "big")), out)
+    return frozenset(out)
 
 
 def packet_events(pkt) -> frozenset:

@@ -28,7 +28,7 @@ from .decoder_events import packet_events
 from .header import HEADER_BUFFERS, field_value, header_buffer
 from .keywords import BUFFERS
 from .match import apply_transforms, match_list
-from .model import IntCompare, Rule
+from .model import BufferSize, IntCompare, Rule
 from .prefilter import BufferPrefilter, default_cache_dir
 
 ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
@@ -119,6 +119,17 @@ class _CRule:
         hb = _rw_rank([op.command[:2] == "is" for op in rule.xbits if op.track != "ip_pair"])
         pb = _rw_rank([op.command[:2] == "is" for op in rule.xbits if op.track == "ip_pair"])
         self.order = (ACTION_RANK.get(rule.action, 3), -fb, -fi, -hb, -pb, rule.priority, idx)
+
+
+def _decoder_only(cr: _CRule) -> bool:
+    """A decode-event rule with no condition needing a decoded packet (other than addresses/ip version)."""
+    r = cr.rule
+    return bool(r.decode_events) and not (
+        r.buffers or cr.is_tx or r.flow is not None or r.flags is not None or r.dsize is not None or
+        r.ttl is not None or r.itype is not None or r.icode is not None or r.ip_proto is not None or
+        r.pkt_checks or r.flowbits or r.xbits or r.flowints or r.stream_size or r.app_protocols or
+        r.app_proto is not None or r.ip_protos is not None or r.threshold is not None or
+        r.detection_filter is not None)
 
 
 _FLOWINT_CONDS = frozenset(("==", "!=", "<", "<=", ">", ">=", "isset", "notset"))
@@ -242,6 +253,14 @@ def _fp_anchor(cr: _CRule) -> tuple | None:
     lo = offset + co + cl
     hi = offset + depth - plen + co + cl if isinstance(depth, int) else None
     endswith = m.endswith and co + cl == plen
+    for bs in r.buffers[fp.list_index].matches:
+        # bsize bounds the buffer, so where anything in it can end ("Mozilla"; bsize:7 is the whole buffer)
+        if type(bs) is BufferSize and bs.compare.op in ("=", "<", "<=", "<>"):
+            c = bs.compare
+            most = c.value - 1 if c.op == "<" else c.high - 1 if c.op == "<>" else c.value
+            hi = most if hi is None else min(hi, most)
+            if c.op == "=" and lo == c.value:
+                endswith = True
     if hi is not None and hi < lo:
         return None
     if lo == len(fp.pattern) and hi is None and not endswith:
@@ -357,9 +376,30 @@ class DetectionEngine:
         self.evaluated = 0          # full rule evaluations (for profiling/benchmarks)
         self._bufcache: dict = {}   # transaction buffers built for the current packet
         self._pkt_events: tuple = (None, frozenset())   # (packet, its decoder events), for decode-event rules
+        self._decoder_only: list | None = None          # decode-event-only rules, built on first use
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    def decoder_event_matches(self, pkt, events, decoded: bool) -> list[Match]:
+        """Rules firing on a packet the decoder refused (decoded False: no header to test) or a fragment the
+        defragmenter flagged, as Suricata runs its pkthdr decode-event rules on them: the rules whose only
+        conditions are decode-event names (all among `events`) and, on a decoded header, addresses/ports."""
+        dec = self._decoder_only
+        if dec is None:
+            dec = self._decoder_only = sorted((cr for cr in self.rules if _decoder_only(cr)), key=lambda c: c.order)
+        out = []
+        for cr in dec:
+            r = cr.rule
+            if not all(e in events for e in r.decode_events):
+                continue
+            if decoded:
+                if (r.ip_version is not None and pkt.version != r.ip_version) or not self._addresses(cr, pkt):
+                    continue
+            elif r.ip_version is not None or not (cr.src_any and cr.dst_any and cr.sport_any and cr.dport_any):
+                continue
+            out.append(Match(r, None, None, False))
+        return out
 
     # ------------------------------------------------------------------ per packet
     def inspect(self, pkt, flow, to_server: bool, pkt_data: bytes, txs, established: bool | None = None) -> list[Match]:
@@ -452,11 +492,14 @@ class DetectionEngine:
                                 for tup in pf.scan(buf[start:], dport, sport):
                                     hits.update(tup)
                     else:
+                        body = kind in _BODY_KINDS
                         for name, transforms, pf in bufs:
+                            # headers, hosts, user agents repeat from tx to tx: remembered scans (prefilter.py)
+                            scan = pf.scan if body else pf.scan_memo
                             for buf in self._prefilter_buffers(app, tx, name, to_server)[0]:
                                 if transforms:
                                     buf = apply_transforms(buf, transforms)
-                                for tup in pf.scan(buf, dport, sport):
+                                for tup in scan(buf, dport, sport):
                                     hits.update(tup)
                     memo[kind] = (sig, hits)
                     found.update(hits)

@@ -19,6 +19,7 @@ from ..flow import TCP_CLOSING, TCP_ESTABLISHED
 from ..packet import PROTO_TCP, SYN
 from ..pipeline import PacketContext, Stage, Verdict
 from ..stream import stream_exhausted
+from .decoder_events import undecodable_events
 from .engine import DetectionEngine, FlowIdsState, flow_state
 
 _ACTION_VERDICT = {"drop": Verdict.DROP, "reject": Verdict.REJECT}
@@ -101,6 +102,41 @@ class IdsStage(Stage):
             ev["alert"] = body
             add_packet_fields(ev, pkt)
             ctx.emit(ev)
+
+    def on_decoder_events(self, pkt, events, decoded: bool, emit):
+        """decode-event rules on a packet the decoder refused or a fragment the defragmenter flagged. A refused
+        packet has no addresses: its alert carries none (as Suricata logs it)."""
+        if not decoded:
+            events = undecodable_events(pkt.data, events)
+        if not events:
+            return None
+        matches = self.engine.decoder_event_matches(pkt, events, decoded)
+        verdict = None
+        for m in matches:
+            rule = m.rule
+            if rule.action == "pass":
+                break
+            blocked = self.ips and rule.action in _ACTION_VERDICT
+            if blocked and verdict is None:
+                verdict = _ACTION_VERDICT[rule.action]
+            if rule.noalert:
+                continue
+            if decoded:
+                ev = packet_event("alert", pkt, None)
+                del ev["flow_id"]
+            else:
+                ev = {"timestamp": eve_timestamp(pkt.ts), "event_type": "alert"}
+                if pkt.pcap_cnt is not None:
+                    ev["pcap_cnt"] = pkt.pcap_cnt
+            ev["pkt_src"] = "wire/pcap" if pkt.pcap_cnt is not None else "wire/nfq"
+            body = {"action": "blocked" if blocked else "allowed"}
+            body.update(self._alert_body(rule))
+            del body["_rule"]
+            ev["alert"] = body
+            add_packet_fields(ev, pkt)
+            emit(ev)
+            self.alerts += 1
+        return verdict
 
     def _alert_body(self, rule) -> dict:
         body = self._alert_cache.get(id(rule))
