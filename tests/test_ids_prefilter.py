@@ -102,3 +102,37 @@ def test_http_rules_with_anchored_buffers_still_alert(tmp_path):
     run(insp, conversation([(req_hit, True), (ok, False), (req_miss, True), (ok, False)]))
     got = sorted(a["alert"]["signature_id"] for a in alerts(events))
     assert got == [1, 2, 3, 4, 4]
+
+
+@pytest.mark.parametrize("filler", [0, 40], ids=["literal-path", "hyperscan-path"])
+def test_scan_memo_equals_scan_and_stays_bounded(tmp_path, filler, monkeypatch):
+    import gateway.ids.prefilter as prefilter
+    entries = [(b"mozilla", True, 1), (b"GET", False, 2, [80]), (b"GET", False, 3, [-1 - 8080]),
+               (b"z", False, 4, None, (1, 1, True))]
+    entries += [(b"unrelated-%03d" % i, False, 100 + i) for i in range(filler)]
+    pf = BufferPrefilter(entries, cache_dir=tmp_path)
+    for data in (b"GET", b"Mozilla/5.0", b"z", b"zz", b"", b"nothing"):
+        for dport, sport in ((80, 1234), (1234, 8080), (443, 1234)):
+            want = sorted(i for t in pf.scan(data, dport, sport) for i in t)
+            assert sorted(i for t in pf.scan_memo(data, dport, sport) for i in t) == want   # fills the memo
+            assert sorted(i for t in pf.scan_memo(data, dport, sport) for i in t) == want   # answers from it
+    assert sorted(i for t in pf.scan_memo(bytearray(b"GET"), 80, 1) for i in t) == [2]    # unhashable: scanned
+    monkeypatch.setattr(prefilter, "MEMO_ENTRIES", 4)
+    for n in range(20):
+        pf.scan_memo(b"buffer %d" % n)
+    assert len(pf._memo) <= 4
+    pf.scan_memo(b"x" * (prefilter.MEMO_MAX_LEN + 1))
+    assert b"x" * (prefilter.MEMO_MAX_LEN + 1) not in pf._memo
+
+
+def test_bsize_bounds_the_anchor():
+    rule = parse_rule('alert http any any -> any any (http.user_agent; content:"Mozilla"; bsize:7; sid:1;)')
+    eng = DetectionEngine([rule], cache_dir=None)
+    ((name, _, pf),) = [b for _, bufs in eng.groups[6].tx_kinds[("http", True)] for b in bufs]
+    assert name == "http.user_agent"
+    assert _hits(pf, b"Mozilla") == [0]
+    assert _hits(pf, b"Mozilla/5.0") == [] and _hits(pf, b"xMozilla") == []
+    rule = parse_rule('alert http any any -> any any (http.uri; content:"/a"; bsize:<10; sid:2;)')
+    eng = DetectionEngine([rule], cache_dir=None)
+    ((_, _, pf),) = [b for _, bufs in eng.groups[6].tx_kinds[("http", True)] for b in bufs]
+    assert _hits(pf, b"/x/a") == [0] and _hits(pf, b"/xxxxxxx/a") == []

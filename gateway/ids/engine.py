@@ -23,7 +23,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED
-from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN
+from ..stream import stream_events
 from .decoder_events import packet_events
 from .header import HEADER_BUFFERS, field_value, header_buffer
 from .keywords import BUFFERS
@@ -52,7 +53,7 @@ class _CRule:
                  "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits", "dsize_needs_payload",
                  "pkt_fields")
 
-    def __init__(self, rule: Rule, idx: int):
+    def __init__(self, rule: Rule, idx: int, action_rank: dict | None = None):
         self.rule = rule
         self.idx = idx
         self.pkt_lists = tuple(ml for ml in rule.buffers if ml.buffer == "pkt_data")
@@ -94,6 +95,7 @@ class _CRule:
         self.needs_payload = bool(self.pkt_lists)
         # one flag for the rarely used packet-field conditions, so the common rule pays one test
         self.pkt_fields = bool(rule.ip_version is not None or rule.pkt_checks or rule.decode_events or
+                               rule.stream_events or
                                self.hdr_lists)
         # Suricata (SignatureSetMasks): dsize with !=, >, >=, a range or =N>0 makes the rule require a
         # payload, so `dsize:!9` never matches an empty packet while `dsize:<10` does
@@ -108,8 +110,10 @@ class _CRule:
                      rule.ttl is not None or rule.itype is not None or rule.icode is not None or
                      rule.ip_proto is not None or bool(rule.stream_size) or bool(rule.flowbits) or
                      bool(rule.xbits) or bool(rule.pkt_checks) or bool(self.hdr_lists) or
-                     bool(rule.decode_events))
-        self.flow_scope = self.is_tx or self.needs_payload or not packet_kw
+                     bool(rule.decode_events) or bool(rule.stream_events))
+        # (a payload match acts on the flow only when it was on reassembled stream bytes: see inspect)
+        self.flow_scope = self.is_tx or (rule.pd_only and bool(rule.app_protocols)) or \
+            (not packet_kw and not self.needs_payload)
         self.reads_bits = any(op.command in ("isset", "isnotset") for op in rule.flowbits)
         self.writes_bits = any(op.command in ("set", "unset", "toggle") for op in rule.flowbits)
         fb = 2 if self.writes_bits and not self.reads_bits else 1 if self.writes_bits else \
@@ -118,7 +122,7 @@ class _CRule:
         fi = _rw_rank([op.op in _FLOWINT_CONDS for op in rule.flowints])
         hb = _rw_rank([op.command[:2] == "is" for op in rule.xbits if op.track != "ip_pair"])
         pb = _rw_rank([op.command[:2] == "is" for op in rule.xbits if op.track == "ip_pair"])
-        self.order = (ACTION_RANK.get(rule.action, 3), -fb, -fi, -hb, -pb, rule.priority, idx)
+        self.order = ((action_rank or ACTION_RANK).get(rule.action, 3), -fb, -fi, -hb, -pb, rule.priority, idx)
 
 
 def _decoder_only(cr: _CRule) -> bool:
@@ -127,7 +131,7 @@ def _decoder_only(cr: _CRule) -> bool:
     return bool(r.decode_events) and not (
         r.buffers or cr.is_tx or r.flow is not None or r.flags is not None or r.dsize is not None or
         r.ttl is not None or r.itype is not None or r.icode is not None or r.ip_proto is not None or
-        r.pkt_checks or r.flowbits or r.xbits or r.flowints or r.stream_size or r.app_protocols or
+        r.pkt_checks or r.stream_events or r.flowbits or r.xbits or r.flowints or r.stream_size or r.app_protocols or
         r.app_proto is not None or r.ip_protos is not None or r.threshold is not None or
         r.detection_filter is not None)
 
@@ -273,11 +277,14 @@ def _port_count(pg) -> int:
 
 
 class DetectionEngine:
-    def __init__(self, rules: list[Rule], cache_dir: Path | None | str = "default"):
+    def __init__(self, rules: list[Rule], cache_dir: Path | None | str = "default",
+                 action_order: tuple[str, ...] | None = None):
         if cache_dir == "default":
             cache_dir = default_cache_dir()
+        # Suricata's action-order (default pass, drop, reject, alert): which action wins when several match
+        rank = {a: i for i, a in enumerate(action_order)} if action_order else None
         # rule index == evaluation rank: a plain sort of candidate indexes gives Suricata's order
-        crs = [_CRule(r, i) for i, r in enumerate(rules)]
+        crs = [_CRule(r, i, rank) for i, r in enumerate(rules)]
         crs.sort(key=lambda c: c.order)
         for i, cr in enumerate(crs):
             cr.idx = i
@@ -531,9 +538,12 @@ class DetectionEngine:
         if established is None:
             established = _established(flow)
         out: list[Match] = []
+        # payload from reassembled stream bytes (data on a SYN is the packet's own: stage.py)
+        stream_pkt = proto == PROTO_TCP and flow.streams is not None and not pkt.tcp_flags & SYN
         for i in order:
             cr = rules[i]
             tl = tx_cands.get(i)
+            scope = cr.flow_scope
             if tl is None:
                 if cr.is_tx or not self._header(cr, pkt, flow, to_server, state, established):
                     continue
@@ -551,6 +561,8 @@ class DetectionEngine:
                 if not all(match_list(ml, data) for ml in cr.pkt_lists):
                     continue
                 matched = [(None, None)]
+                # a match on reassembled stream bytes acts on the flow (Suricata's STREAM_MATCH)
+                scope = scope or (cr.needs_payload and stream_pkt and cr.stream_mode != "no")
             else:
                 # first drop the transactions this rule already alerted on, or failed on with the same
                 # buffers (Suricata's per-transaction detect state), then check the header once
@@ -601,7 +613,7 @@ class DetectionEngine:
                         not self._threshold_ok(rule, pkt, flow):
                     continue
                 # noalert rules are returned too: no event, but their action (drop, pass) still applies
-                out.append(Match(rule, tx, app, cr.flow_scope))
+                out.append(Match(rule, tx, app, scope))
             if rule.action == "pass" and out and out[-1].rule is rule:
                 break
         return out
@@ -661,10 +673,11 @@ class DetectionEngine:
             return False
         if r.flowints and not _flowints_ok(r, state.ints):
             return False
-        return not cr.pkt_fields or self._pkt_fields_ok(cr, pkt)
+        return not cr.pkt_fields or self._pkt_fields_ok(cr, pkt, flow)
 
-    def _pkt_fields_ok(self, cr: _CRule, pkt) -> bool:
-        """ipv4/ipv6 rules, header keywords (ack, icmp_id, ipopts, ...), decode-event, header buffers."""
+    def _pkt_fields_ok(self, cr: _CRule, pkt, flow) -> bool:
+        """ipv4/ipv6 rules, header keywords (ack, icmp_id, ipopts, ...), decode-event, stream-event, header
+        buffers."""
         r = cr.rule
         if r.ip_version is not None and pkt.version != r.ip_version:
             return False
@@ -677,6 +690,11 @@ class DetectionEngine:
             if evs[0] is not pkt:
                 evs = self._pkt_events = (pkt, packet_events(pkt))
             if not all(e in evs[1] for e in r.decode_events):
+                return False
+        if r.stream_events:
+            # the names the stream stage raised on this packet (empty for nearly all)
+            evs = stream_events(flow, pkt)
+            if not all(e in evs for e in r.stream_events):
                 return False
         for ml in cr.hdr_lists:
             buf = header_buffer(pkt, ml.buffer)
@@ -861,13 +879,15 @@ class DetectionEngine:
 class FlowIdsState:
     """The engine's per-flow state (flow.state["ids"])."""
 
-    __slots__ = ("bits", "tx", "est", "passed", "scans", "failed", "ints")
+    __slots__ = ("bits", "tx", "est", "passed", "scans", "failed", "ints", "dropped", "drop_logged")
 
     def __init__(self) -> None:
         self.bits: set[str] = set()                 # flowbits
         self.tx: OrderedDict = OrderedDict()        # id(tx) -> (tx, rule indexes alerted), bounded
         self.est = False                            # established after the previous packet
         self.passed = False                         # a pass rule matched: no more inspection
+        self.dropped = False                        # a drop/reject acted on the flow: no more inspection
+        self.drop_logged = 0                        # directions (1 to server, 2 to client) given a drop event
         self.scans: dict = {}                       # prefilter results per tx buffer (see inspect)
         self.failed: dict = {}                      # (tx, rule, dir) -> buffer versions it failed on
         self.ints: dict[str, int] = {}              # flowint variables

@@ -23,6 +23,8 @@ from pathlib import Path
 import hyperscan
 
 SMALL_DB = 8                # at most this many patterns: plain substring checks instead of Hyperscan
+MEMO_ENTRIES = 512          # scan_memo: buffers remembered per database
+MEMO_MAX_LEN = 512          # scan_memo: longer buffers (URIs with query strings, cookies) are not kept
 _FLAGS_CASE = hyperscan.HS_FLAG_SINGLEMATCH
 _FLAGS_NOCASE = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_CASELESS
 
@@ -48,7 +50,7 @@ class BufferPrefilter:
     "|05|" of a DCERPC rule for port 135 hits nearly every packet, but is only a candidate on port 135)."""
 
     __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len", "_any_only",
-                 "_literals", "_any_nocase")
+                 "_literals", "_any_nocase", "_memo")
 
     def __init__(self, entries: list[tuple], cache_dir: Path | None = None):
         """entries: (pattern, nocase, rule_index[, ports[, anchor]]) with ports None (any) or an iterable of port
@@ -85,6 +87,7 @@ class BufferPrefilter:
             self.db = None
         else:
             self.db = self._build(cache_dir) if self.patterns else None
+        self._memo: dict[bytes, tuple[int, ...]] = {}
         hits: list[int] = []
         self._hits = hits
         append = hits.append
@@ -134,13 +137,38 @@ class BufferPrefilter:
         """The rule-index tuples of every pattern present in data (each pattern at most once)."""
         if not data:
             return []
+        hits = self._find(data)
+        return self._targets(hits, dport, sport) if hits else []
+
+    def scan_memo(self, data: bytes, dport: int = -1, sport: int = -1) -> list[tuple[int, ...]]:
+        """scan() for buffers that repeat from transaction to transaction (method, host, user agent, header
+        names, status line, SNI, ...): the patterns found in a buffer are remembered by its bytes, so a
+        repeated buffer costs a dict lookup instead of a scan. Bounded: at most MEMO_ENTRIES buffers of at
+        most MEMO_MAX_LEN bytes, forgotten all at once when full."""
+        memo = self._memo
+        try:
+            pids = memo.get(data)
+        except TypeError:           # a bytearray buffer: not hashable, scan it
+            return self.scan(data, dport, sport)
+        if pids is None:
+            if not data:
+                return []
+            pids = tuple(self._find(data))
+            if len(data) <= MEMO_MAX_LEN:
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()
+                memo[data] = pids
+        return self._targets(pids, dport, sport) if pids else []
+
+    def _find(self, data: bytes) -> list[int]:
+        """The ids of the patterns present in data (a list reused by the next call)."""
         hits = self._hits
         hits.clear()
         db = self.db
         if db is None:
             lits = self._literals
             if not lits:
-                return []
+                return hits
             low = data.lower() if self._any_nocase else data
             for pat, nc, pid, lo, hi, endswith in lits:
                 hay = low if nc else data
@@ -151,14 +179,15 @@ class BufferPrefilter:
                     hits.append(pid)
         else:
             db.scan(data, match_event_handler=self._on_match)
-        if not hits:
-            return []
+        return hits
+
+    def _targets(self, pids, dport: int, sport: int) -> list[tuple[int, ...]]:
         if self._any_only is not None:
             any_only = self._any_only
-            return [any_only[pid] for pid in hits]
+            return [any_only[pid] for pid in pids]
         targets = self.targets
         out = []
-        for pid in hits:
+        for pid in pids:
             anyport, by_port = targets[pid]
             if anyport:
                 out.append(anyport)
