@@ -48,6 +48,7 @@ class GatewaySection:
     state_dir: str = "/var/lib/clinic-gateway"
     queue_maxlen: int = 4096        # kernel queue length per queue
     flow_events: bool = True        # an EVE `flow` event for every flow when it ends
+    vxlan_port: int = 0             # decapsulate VXLAN sent to this UDP port (Suricata's decoder.vxlan); 0 = off
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import IO
 
 from .flow import Flow
 from .packet import PROTO_NAMES, Packet
+from .tunnel import tunnel_fields
 
 
 def eve_timestamp(ts: float) -> str:
@@ -53,6 +54,10 @@ def add_packet_fields(ev: dict, pkt: Packet) -> None:
     ev["packet"] = base64.b64encode(frame).decode("ascii")
     ev["packet_info"] = {"linktype": pkt.linktype, "linktype_name": LINKTYPE_NAMES.get(pkt.linktype,
                                                                                          str(pkt.linktype))}
+    tun = pkt.tunnel          # (carrier or None when decoded in place, depth, pkt_src, extra VLAN ids)
+    if tun is not None and tun[0] is not None:
+        ev["pkt_src"] = tun[2]
+        ev["tunnel"] = tunnel_fields(tun[0], tun[1])
     if pkt.linktype == 1 and pkt.frame is not None and len(frame) >= 14:
         ev["ether"] = {"src_mac": frame[6:12].hex(":"), "dest_mac": frame[0:6].hex(":")}
         vlans = []
@@ -60,6 +65,8 @@ def add_packet_fields(ev: dict, pkt: Packet) -> None:
         while frame[off:off + 2] in _VLAN_ETYPES and len(frame) >= off + 6 and len(vlans) < 3:
             vlans.append(int.from_bytes(frame[off + 2:off + 4], "big") & 0x0FFF)
             off += 4
+        if tun is not None:
+            vlans += tun[3]
         if vlans:
             ev["vlan"] = vlans
 

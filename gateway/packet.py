@@ -13,7 +13,8 @@ PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
-PROTO_NAMES = {PROTO_ICMP: "ICMP", PROTO_TCP: "TCP", PROTO_UDP: "UDP", PROTO_ICMPV6: "IPv6-ICMP"}
+PROTO_NAMES = {PROTO_ICMP: "ICMP", PROTO_TCP: "TCP", PROTO_UDP: "UDP", PROTO_ICMPV6: "IPv6-ICMP",
+               4: "IP-in-IP", 41: "IPv6", 47: "GRE"}   # tunnel carriers as Suricata names them
 
 LINKTYPE_RAW = 101   # pcap link type of a bare IP datagram (what NFQUEUE hands us)
 
@@ -57,6 +58,8 @@ class Packet:
         # the captured frame this datagram came in (a reference, for the EVE `packet` field) and its pcap
         # link type; inline the frame is the datagram itself (RAW)
         "frame", "linktype",
+        # on a packet decapsulated from a tunnel: (carrier Packet, depth, pkt_src, extra VLAN ids); else None
+        "tunnel",
     )
 
     def __init__(self) -> None:
@@ -73,6 +76,7 @@ class Packet:
         self.reply = False       # inline: conntrack saw this packet in its connection's reply direction
         self.frame = None
         self.linktype = LINKTYPE_RAW
+        self.tunnel = None
 
     @property
     def src_ip(self) -> str:
@@ -245,4 +249,5 @@ def build_packet(ts: float, data: bytes, version: int, src: bytes, dst: bytes, p
     p.reply = False
     p.frame = None
     p.linktype = LINKTYPE_RAW
+    p.tunnel = None
     return p

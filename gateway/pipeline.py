@@ -24,7 +24,8 @@ from .config import Config
 from .events import eve_timestamp, flow_event
 from .flow import Flow, FlowTable
 from .fragments import Defragmenter
-from .packet import LINKTYPE_RAW, DecodeError, Packet, decode
+from .packet import LINKTYPE_RAW, PROTO_TCP, PROTO_UDP, DecodeError, Packet, decode
+from .tunnel import MAX_DEPTH, TUNNEL_PROTOS, erspan_vlan, inner_datagram
 
 
 class Verdict(IntEnum):
@@ -107,6 +108,7 @@ class Inspector:
         self.full_verdict = _POLICY[config.flows.on_full]
         self.bypass_enabled = config.gateway.bypass
         self.flow_events = config.gateway.flow_events
+        self.vxlan_port = config.gateway.vxlan_port or -1
         # (verdict, reason) -> [packets, bytes]; the worker folds these into Prometheus counters.
         self.counts: dict[tuple[int, str], list[int]] = {}
         self.errors = 0
@@ -133,6 +135,9 @@ class Inspector:
         pkt.frame = frame
         pkt.linktype = linktype
         try:
+            proto = pkt.proto
+            if proto != PROTO_TCP and (proto in TUNNEL_PROTOS or proto == PROTO_UDP and pkt.dport == self.vxlan_port):
+                return self._tunnelled(pkt, len(data), 1)
             return self._inspect(pkt, len(data))
         except DecodeError as e:           # raised by fragment reassembly on a bad upper layer
             return self._malformed(e, data, ts, pcap_cnt, frame, linktype, pkt)
@@ -141,7 +146,50 @@ class Inspector:
             self.last_error = f"{type(e).__name__}: {e}"
             return self._count(self.malformed_verdict, "internal_error", len(data))
 
-    def _inspect(self, pkt: Packet, nbytes: int) -> Verdict:
+    def _tunnelled(self, outer: Packet, nbytes: int, depth: int) -> Verdict:
+        """A tunnel carrier: inspect it, then the packet inside as a packet of its own (as Suricata does); a
+        dropped inner packet drops the carrier. The carrier's flow is never bypassed: the kernel would then
+        forward inner packets nobody inspected."""
+        inner_data, pkt_src, events = inner_datagram(outer, self.vxlan_port)
+        if inner_data is not None and not pkt_src:
+            return self._in_place(outer, inner_data, nbytes)
+        verdict = self._inspect(outer, nbytes, False)
+        if events:
+            v = self._decoder_events(outer, events, True)
+            if v is not None and v > verdict:
+                verdict = v
+        if inner_data is None:
+            return verdict
+        try:
+            inner = decode(inner_data, outer.ts)
+        except DecodeError as e:
+            v = self._malformed(e, inner_data, outer.ts, outer.pcap_cnt)
+            return max(verdict, v)
+        inner.indev, inner.outdev, inner.pcap_cnt, inner.reply = outer.indev, outer.outdev, outer.pcap_cnt, outer.reply
+        inner.tunnel = (outer, depth, pkt_src, ())
+        proto = inner.proto
+        if depth < MAX_DEPTH and (proto in TUNNEL_PROTOS or proto == PROTO_UDP and inner.dport == self.vxlan_port):
+            v = self._tunnelled(inner, len(inner_data), depth + 1)
+        else:
+            v = self._inspect(inner, len(inner_data), False)
+        if v == Verdict.DROP or v == Verdict.REJECT:
+            return Verdict.DROP         # no RST into a tunnel: the carrier is dropped
+        return verdict
+
+    def _in_place(self, outer: Packet, inner_data: bytes, nbytes: int) -> Verdict:
+        """ERSPAN: Suricata decodes the mirrored frame in place of its carrier, so only the inner packet is
+        inspected, with the carrier's frame and the ERSPAN VLAN id among its VLANs."""
+        try:
+            inner = decode(inner_data, outer.ts)
+        except DecodeError as e:
+            return self._malformed(e, inner_data, outer.ts, outer.pcap_cnt)
+        inner.indev, inner.outdev, inner.pcap_cnt, inner.reply = outer.indev, outer.outdev, outer.pcap_cnt, outer.reply
+        inner.frame, inner.linktype = outer.frame, outer.linktype
+        vlan = erspan_vlan(outer)
+        inner.tunnel = (None, 0, "", (vlan,) if vlan else ())
+        return self._inspect(inner, nbytes, False)
+
+    def _inspect(self, pkt: Packet, nbytes: int, bypass_ok: bool = True) -> Verdict:
         if pkt.more_frags or pkt.frag_offset:
             whole = self.defrag.add(pkt)
             if self.defrag.anomalies:
@@ -174,7 +222,7 @@ class Inspector:
             if ctx.final:
                 break
         verdict = ctx.verdict
-        if verdict == _ACCEPT and self.bypass_enabled:
+        if verdict == _ACCEPT and bypass_ok and self.bypass_enabled:
             for stage in self.stages:
                 if not stage.done(flow):
                     break

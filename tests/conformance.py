@@ -92,7 +92,10 @@ def suricata_like_config(test_dir: Path):
     meta = json.loads((test_dir / "meta.json").read_text())
     args = " ".join(meta.get("args") or [])
     midstream = "stream.midstream=true" in args
-    return from_dict({"stream": {"midstream": midstream}, "gateway": {"bypass": False}})
+    gateway = {"bypass": False}
+    if "decoder.vxlan.enabled=true" in args:
+        gateway["vxlan_port"] = 4789     # Suricata's default decoder.vxlan.ports
+    return from_dict({"stream": {"midstream": midstream}, "gateway": gateway})
 
 
 def run_replay(test_dir: Path, ips: bool) -> list[dict]:

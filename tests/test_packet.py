@@ -96,7 +96,8 @@ def test_fuzz_mutated_packets(pos, junk):
 # Packet.__init__ (speed), so a slot it forgot would only show up as an AttributeError much later.
 _NO_L4 = {"sport": 0, "dport": 0, "tcp_flags": 0, "seq": 0, "ack": 0, "window": 0, "tcp_hlen": 0,
           "tcp_options": b"", "icmp_type": -1, "icmp_code": -1}
-_DRIVER = {"indev": None, "outdev": None, "pcap_cnt": None, "reply": False, "frame": None, "linktype": 101}
+_DRIVER = {"indev": None, "outdev": None, "pcap_cnt": None, "reply": False, "frame": None, "linktype": 101,
+           "tunnel": None}
 
 
 def _fields(p):

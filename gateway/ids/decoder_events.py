@@ -37,6 +37,8 @@ EVENTS = frozenset({
     "icmpv4.pkt_too_small", "icmpv6.pkt_too_small",
     "ipv4.frag_overlap", "ipv6.frag_overlap", "ipv4.frag_pkt_too_large", "ipv6.frag_pkt_too_large",
     "ipv6.frag_invalid_length",
+    # tunnels (gateway/tunnel.py)
+    "ipv6.ipv4_in_ipv6_wrong_version", "ipv6.ipv6_in_ipv6_wrong_version",
 })
 
 

@@ -124,6 +124,7 @@ class IdsStage(Stage):
             if decoded:
                 ev = packet_event("alert", pkt, None)
                 del ev["flow_id"]
+                ev["ip_v"] = pkt.version
             else:
                 ev = {"timestamp": eve_timestamp(pkt.ts), "event_type": "alert"}
                 if pkt.pcap_cnt is not None:
