@@ -66,6 +66,47 @@ class Flow:
         return TCP_STATE_NAMES[self.tcp_state]
 
 
+def tcp_timestamps(opts: bytes) -> tuple[int, int] | None:
+    """(TSval, TSecr) of a TCP timestamps option (kind 8), or None."""
+    i, n = 0, len(opts)
+    while i < n:
+        kind = opts[i]
+        if kind == 0:
+            return None
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= n or opts[i + 1] < 2:
+            return None
+        olen = opts[i + 1]
+        if kind == 8 and olen == 10 and i + 10 <= n:
+            return int.from_bytes(opts[i + 2:i + 6], "big"), int.from_bytes(opts[i + 6:i + 10], "big")
+        i += olen
+    return None
+
+
+def syn_sent_rejects(flow: Flow, pkt: Packet, to_server: bool) -> str | None:
+    """Suricata's checks of a packet on a TCP flow in SYN_SENT (stream-tcp.c StreamTcpPacketStateSynSent) that
+    make its stream engine ignore the packet: None when it is processed; else the stream event it raises ("" for
+    none). A server answer whose timestamp echo is not the SYN's timestamp (bug 3286, a Linux evasion) raises
+    pkt_invalid_timestamp; a client RST other than the abort of its own SYN (seq = ISN, window 0, ack = ISN+1)
+    is ignored."""
+    syn = flow.state.get("tcp_syn")
+    if syn is None:
+        return None
+    isn, syn_ts = syn
+    flags = pkt.tcp_flags
+    if to_server:
+        if not flags & RST or flags & SYN:
+            return None
+        ok = pkt.seq == isn and pkt.window == 0 and pkt.ack == (isn + 1) & 0xFFFFFFFF
+        return None if ok else ""
+    ts = tcp_timestamps(pkt.tcp_options) if pkt.tcp_options else None
+    if ts is not None and ts[1] != 0 and ts[1] != (syn_ts or 0) and syn_ts != 0:
+        return "pkt_invalid_timestamp"
+    return None
+
+
 class FlowTable:
     """Maps packets to flows. `lookup` returns None when the table is full and no flow can be expired;
     the caller applies `flows.on_full`."""
@@ -139,6 +180,8 @@ class FlowTable:
     def _tcp_track(self, flow: Flow, pkt: Packet, to_server: bool) -> None:
         flags = pkt.tcp_flags
         st = flow.tcp_state
+        if st == TCP_SYN_SENT and syn_sent_rejects(flow, pkt, to_server) is not None:
+            return      # Suricata's stream engine ignores it: no state change
         if flags & RST:
             st = TCP_CLOSED
             flow.end_reason = "rst"
@@ -148,6 +191,9 @@ class FlowTable:
                     st = TCP_SYN_RECV
             elif st == TCP_NEW:
                 st = TCP_SYN_SENT
+                # what the SYN_SENT checks compare the answers with: ISN and TCP timestamp value
+                ts = tcp_timestamps(pkt.tcp_options)
+                flow.state["tcp_syn"] = (pkt.seq, ts[0] if ts else None)
         elif flags & FIN:
             flow.fin_seen |= 1 if to_server else 2
             st = TCP_CLOSED if flow.fin_seen == 3 else TCP_CLOSING

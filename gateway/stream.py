@@ -21,12 +21,35 @@ Policies, all counted:
 from __future__ import annotations
 
 from .config import StreamSection
-from .flow import Flow
+from .flow import TCP_SYN_SENT, Flow, syn_sent_rejects
 from .packet import ACK, FIN, PROTO_TCP, RST, SYN
 from .pipeline import PacketContext, Stage, Verdict
 
 _MOD = 1 << 32
 _HALF = 1 << 31
+
+# Suricata's stream events (decode-events.h, without the "stream." prefix) that this stage raises, each where
+# our reassembler meets Suricata's condition. A `stream-event` rule naming another one is rejected at load
+# time (it could never match).
+#   reassembly_depth_reached  a direction's first segment that goes past stream.depth (once per direction)
+#   reassembly_seq_gap        the peer acknowledged bytes that never passed us: reassembly skips the hole
+#   pkt_invalid_timestamp     an answer to a SYN echoing another timestamp than the SYN's (flow.syn_sent_rejects)
+STREAM_EVENTS = frozenset({"reassembly_depth_reached", "reassembly_seq_gap", "pkt_invalid_timestamp"})
+
+
+def stream_events(flow: Flow, pkt) -> frozenset | set:
+    """The stream events raised on `pkt` (empty for nearly every packet). Kept in flow.state as
+    (packet, names) for the last packet that raised one, so packets without events cost nothing."""
+    ev = flow.state.get("stream_events")
+    return ev[1] if ev is not None and ev[0] is pkt else frozenset()
+
+
+def _raise_event(flow: Flow, pkt, name: str) -> None:
+    ev = flow.state.get("stream_events")
+    if ev is not None and ev[0] is pkt:
+        ev[1].add(name)
+    else:
+        flow.state["stream_events"] = (pkt, {name})
 
 
 def seq_diff(a: int, b: int) -> int:
@@ -38,7 +61,7 @@ class StreamDirection:
     """Reassembles one direction. `next_seq` is the next byte expected; None until the start is known."""
 
     __slots__ = ("next_seq", "pending", "pending_bytes", "delivered", "finished", "gaps",
-                 "overlap_mismatch", "fin_seq", "gap_before_next", "depth_reached")
+                 "overlap_mismatch", "fin_seq", "gap_before_next", "depth_reached", "depth_event")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
@@ -51,6 +74,7 @@ class StreamDirection:
         self.fin_seq: int | None = None
         self.gap_before_next = False          # a hole was skipped: the next bytes delivered follow a gap
         self.depth_reached = False            # stream.depth bytes were handed to inspection
+        self.depth_event = False              # reassembly_depth_reached was raised in this direction
 
     def add(self, seq: int, data: bytes) -> tuple[bytes, int]:
         """Add a segment. Returns (newly contiguous bytes, change in pending bytes)."""
@@ -166,11 +190,22 @@ class StreamStage(Stage):
             streams = flow.streams = (StreamDirection(), StreamDirection())
         mine, other = (streams[0], streams[1]) if ctx.to_server else (streams[1], streams[0])
         flags = pkt.tcp_flags
+        if flow.tcp_state == TCP_SYN_SENT:
+            # still SYN_SENT: the flow table ignored this answer (or it is the SYN); so does reassembly
+            ev = syn_sent_rejects(flow, pkt, ctx.to_server)
+            if ev is not None:
+                if ev:
+                    _raise_event(flow, pkt, ev)
+                return
         if flags & RST:
             self._finish(mine)
             self._finish(other)
             return
         if mine.finished:
+            if mine.depth_reached and pkt.payload and not mine.depth_event:
+                # the data ended exactly at the depth: this is the first segment past it
+                mine.depth_event = True
+                _raise_event(flow, pkt, "reassembly_depth_reached")
             return
         if flags & SYN:
             mine.next_seq = (pkt.seq + 1) % _MOD
@@ -182,8 +217,9 @@ class StreamStage(Stage):
                     other.next_seq = pkt.ack   # midstream: the ACK tells where the peer's bytes start
                 return
             mine.next_seq = pkt.seq            # midstream pick-up: start where we first see data
-        if flags & ACK and other.pending and not other.finished:   # pending: next_seq is known
-            self._check_gap(other, pkt.ack)
+        # pending: next_seq is known
+        if flags & ACK and other.pending and not other.finished and self._check_gap(other, pkt.ack):
+            _raise_event(flow, pkt, "reassembly_seq_gap")
         if payload or mine.pending:
             before = mine.delivered
             data, grew = mine.add(pkt.seq, payload)
@@ -191,6 +227,8 @@ class StreamStage(Stage):
             if data:
                 if before + len(data) > self.cfg.depth:
                     data = data[: max(0, self.cfg.depth - before)]
+                    mine.depth_event = True
+                    _raise_event(flow, pkt, "reassembly_depth_reached")
                 if mine.gap_before_next:
                     mine.gap_before_next = False
                     ctx.stream_gap = True
@@ -207,13 +245,15 @@ class StreamStage(Stage):
             if not mine.pending:
                 self._finish(mine)
 
-    def _check_gap(self, stream: StreamDirection, ack: int) -> None:
+    def _check_gap(self, stream: StreamDirection, ack: int) -> bool:
         """The peer acknowledged bytes beyond the next one we expect while we hold later bytes: the
         hole passed us unseen (lost before us, or missed by the capture). Without buffered bytes an
         ACK ahead of us proves nothing (an asymmetric path), so only a hole before buffered data counts."""
         if stream.pending and seq_diff(ack, stream.next_seq) > 0:
             stream.skip_gap(ack)
             self.gaps += 1
+            return True
+        return False
 
     def _finish(self, stream: StreamDirection) -> None:
         if not stream.finished:

@@ -95,7 +95,48 @@ def suricata_like_config(test_dir: Path):
     gateway = {"bypass": False}
     if "decoder.vxlan.enabled=true" in args:
         gateway["vxlan_port"] = 4789     # Suricata's default decoder.vxlan.ports
-    return from_dict({"stream": {"midstream": midstream}, "gateway": gateway})
+    stream = {"midstream": midstream}
+    depth = re.search(r"stream\.reassembly\.depth=(\d+)", args)
+    if depth:
+        stream["depth"] = int(depth.group(1))
+    raw = {"stream": stream, "gateway": gateway}
+    raw.update(suricata_yaml_settings(test_dir))
+    return from_dict(raw)
+
+
+def suricata_yaml_settings(test_dir: Path) -> dict:
+    """The settings of the test's own suricata.yaml the gateway supports, as config sections: action-order
+    ([ids] action_order), the EVE drop log's `flows` ([events] drop_flows) and the alert log's `xff`
+    ([events.xff]). Every other setting is ignored (the test then fails if it depended on it)."""
+    import yaml
+
+    path = test_dir / "suricata.yaml"
+    if not path.is_file():
+        return {}
+    doc = yaml.safe_load(path.read_text()) or {}
+    out: dict = {}
+    if isinstance(doc.get("action-order"), list):
+        out["ids"] = {"action_order": [str(a) for a in doc["action-order"]]}
+    events: dict = {}
+    for output in doc.get("outputs") or []:
+        eve = output.get("eve-log") if isinstance(output, dict) else None
+        if not isinstance(eve, dict):
+            continue
+        for typ in eve.get("types") or []:
+            if not isinstance(typ, dict):
+                continue
+            drop = typ.get("drop")
+            if isinstance(drop, dict) and drop.get("flows") in ("start", "all"):
+                events["drop_flows"] = drop["flows"]
+            alert = typ.get("alert")
+            xff = alert.get("xff") if isinstance(alert, dict) else None
+            if isinstance(xff, dict) and xff.get("enabled") in (True, "yes"):
+                events["xff"] = {"enabled": True, "mode": str(xff.get("mode", "extra-data")),
+                                 "deployment": str(xff.get("deployment", "reverse")),
+                                 "header": str(xff.get("header", "X-Forwarded-For"))}
+    if events:
+        out["events"] = events
+    return out
 
 
 def run_replay(test_dir: Path, ips: bool) -> list[dict]:
@@ -246,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in tests:
             if results[t.name]["passed"]:
                 (dest / t.name).mkdir(parents=True, exist_ok=True)
-                for f in ("input.pcap", "test.rules", "meta.json"):
+                for f in ("input.pcap", "test.rules", "meta.json", "suricata.yaml"):
                     if (t / f).is_file():
                         shutil.copyfile(t / f, dest / t.name / f)
     if args.expected_failures:

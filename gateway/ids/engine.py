@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
+from ..applayer.http import HttpTransaction, buffer_getter
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED
 from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN
 from ..stream import stream_events
@@ -49,7 +50,7 @@ MAX_THRESHOLD_ENTRIES = 65536
 class _CRule:
     """A rule plus what the engine precomputes for it."""
 
-    __slots__ = ("per_file", "rule", "idx", "order", "pkt_lists", "hdr_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
+    __slots__ = ("ip_only", "per_file", "rule", "idx", "order", "pkt_lists", "hdr_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
                  "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits", "dsize_needs_payload",
                  "pkt_fields")
 
@@ -114,6 +115,10 @@ class _CRule:
         # (a payload match acts on the flow only when it was on reassembled stream bytes: see inspect)
         self.flow_scope = self.is_tx or (rule.pd_only and bool(rule.app_protocols)) or \
             (not packet_kw and not self.needs_payload)
+        # Suricata's IP-only rule (addresses only: no payload, no packet keyword, no app-layer, any ports): it is
+        # evaluated on the first packet of each direction of a flow only (DetectRunInspectIPOnly)
+        self.ip_only = not packet_kw and not self.needs_payload and not self.is_tx and rule.app_proto is None \
+            and not rule.app_protocols and not rule.flowints and self.sport_any and self.dport_any
         self.reads_bits = any(op.command in ("isset", "isnotset") for op in rule.flowbits)
         self.writes_bits = any(op.command in ("set", "unset", "toggle") for op in rule.flowbits)
         fb = 2 if self.writes_bits and not self.reads_bits else 1 if self.writes_bits else \
@@ -382,6 +387,16 @@ class DetectionEngine:
         self.thresholds: OrderedDict = OrderedDict()
         self.evaluated = 0          # full rule evaluations (for profiling/benchmarks)
         self._bufcache: dict = {}   # transaction buffers built for the current packet
+        # (name, to_server) -> get(tx): direct getters for the single HTTP buffers the prefilter scans
+        self._http_getters: dict = {}
+        for grp in self.groups.values():
+            for (app, d), kinds_ in grp.tx_kinds.items():
+                for kind, bufs in kinds_:
+                    for name, _, _ in bufs:
+                        get = buffer_getter(name, bool(d)) if app == "http" and kind not in _BODY_KINDS \
+                            and name not in _HTTP_MULTI else None
+                        if get is not None:
+                            self._http_getters[(name, d)] = get
         self._pkt_events: tuple = (None, frozenset())   # (packet, its decoder events), for decode-event rules
         self._decoder_only: list | None = None          # decode-event-only rules, built on first use
 
@@ -500,10 +515,20 @@ class DetectionEngine:
                                     hits.update(tup)
                     else:
                         body = kind in _BODY_KINDS
+                        # a whole HTTP transaction: its header buffers straight from the getters (what _buffers
+                        # would build, without the dispatch), kept for the candidate rules
+                        getters = self._http_getters if not body and type(tx) is HttpTransaction else None
+                        bufcache = self._bufcache
                         for name, transforms, pf in bufs:
                             # headers, hosts, user agents repeat from tx to tx: remembered scans (prefilter.py)
                             scan = pf.scan if body else pf.scan_memo
-                            for buf in self._prefilter_buffers(app, tx, name, to_server)[0]:
+                            get = getters.get((name, to_server)) if getters is not None else None
+                            if get is not None:
+                                b = get(tx)
+                                scan_bufs = bufcache[(id(tx), name, to_server)] = [b] if b else []
+                            else:
+                                scan_bufs = self._prefilter_buffers(app, tx, name, to_server)[0]
+                            for buf in scan_bufs:
                                 if transforms:
                                     buf = apply_transforms(buf, transforms)
                                 for tup in scan(buf, dport, sport):
@@ -540,12 +565,14 @@ class DetectionEngine:
         out: list[Match] = []
         # payload from reassembled stream bytes (data on a SYN is the packet's own: stage.py)
         stream_pkt = proto == PROTO_TCP and flow.streams is not None and not pkt.tcp_flags & SYN
+        first = (flow.pkts_toserver if to_server else flow.pkts_toclient) == 1   # for IP-only rules
         for i in order:
             cr = rules[i]
             tl = tx_cands.get(i)
             scope = cr.flow_scope
             if tl is None:
-                if cr.is_tx or not self._header(cr, pkt, flow, to_server, state, established):
+                if cr.is_tx or (cr.ip_only and not first) or \
+                        not self._header(cr, pkt, flow, to_server, state, established):
                     continue
                 data = pkt_data
                 if cr.stream_mode is not None and pkt.proto == PROTO_TCP:

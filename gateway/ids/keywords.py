@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ..stream import STREAM_EVENTS
 from .decoder_events import EVENTS as DECODER_EVENTS
 from .header import FRAGBITS, IPOPT_BITS
 from .model import (
@@ -1269,6 +1270,15 @@ def _decode_event(b, v):
     b.rule.setdefault("decode_events", []).append(name)
 
 
+def _stream_event(b, v):
+    # Suricata: stream-event:<event> (a leading "stream." is allowed); only the events our stream stage raises
+    name = _need(v, "stream-event").strip().lower()
+    name = name.removeprefix("stream.")
+    if name not in STREAM_EVENTS:
+        raise RuleError(f"stream-event: {name} is not raised by our stream reassembly")
+    b.rule.setdefault("stream_events", []).append(name)
+
+
 def _prefilter(b, v):
     # A hint to Suricata's prefilter engine about which keyword to prefilter on: never changes a match.
     _none(v, "prefilter")
@@ -1336,7 +1346,7 @@ for _n, _f in (("ack", _header_compare("ack", "tcp.ack", (1 << 32) - 1, True)),
                ("id", _header_compare("id", "ip.id", 65535)),
                ("fragoffset", _header_compare("fragoffset", "ip.fragoffset", 8191)),
                ("tos", _tos), ("fragbits", _fragbits), ("ipopts", _ipopts), ("prefilter", _prefilter),
-               ("decode-event", _decode_event), ("hostbits", _hostbits), ("flowint", _flowint)):
+               ("decode-event", _decode_event), ("stream-event", _stream_event), ("hostbits", _hostbits), ("flowint", _flowint)):
     _reg(_n, "rule", _f)
 for _n, _alias in (("tcp.flags", "flags"), ("tcp.ack", "ack"), ("tcp.seq", "seq"), ("tcp.window", "window")):
     _reg(_n, "rule", KEYWORDS[_alias].setup)

@@ -327,6 +327,7 @@ class Rule:
     pkt_checks: tuple[PacketCheck, ...] = ()   # header keywords: ack, seq, window, icmp_id, ipopts, fragbits, ...
     ip_version: int | None = None       # 4 / 6 for `alert ipv4` / `alert ipv6`; None = either
     decode_events: tuple[str, ...] = ()  # decode-event names (decoder_events.EVENTS) the packet must carry
+    stream_events: tuple[str, ...] = ()  # stream-event names (stream.STREAM_EVENTS) the packet must carry
     flowbits: tuple[FlowbitOp, ...] = ()
     xbits: tuple[XbitOp, ...] = ()
     flowints: tuple[FlowintOp, ...] = ()
@@ -343,6 +344,8 @@ class Rule:
     # filemd5 / filesha1 / filesha256: (algorithm, frozenset of lowercase hex digests, negated) each
     file_hashes: tuple[tuple[str, frozenset, bool], ...] = ()
     pd_only: bool = False
+    # reject (= rejectsrc) answers the sender: to_client; rejectdst: to_server; rejectboth: both
+    reject_target: str = ""
     tag: str | None = None              # accepted, no effect on detection (tagging of later packets)
     file: str = ""
     line: int = 0

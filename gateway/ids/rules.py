@@ -34,6 +34,9 @@ from .vars import VarError, Variables
 __all__ = ["ACTIONS", "PROTOCOLS", "RuleError", "RuleFileError", "load_rules", "parse_rule"]
 
 ACTIONS = ("alert", "drop", "reject", "pass")
+# Suricata's reject variants: which side gets the reset / ICMP unreachable (Rule.reject_target)
+_REJECT_ACTIONS = {"rejectsrc": "reject"}
+_REJECT_TARGETS = {"reject": "to_client", "rejectdst": "to_server", "rejectboth": "both"}
 # rule protocol -> (IP protocol numbers or None for any, app-layer protocol, stream restriction)
 PROTOCOLS: dict[str, tuple[frozenset | None, str | None, str | None]] = {
     "ip": (None, None, None),
@@ -293,7 +296,8 @@ def _parse_header(header: str, variables: Variables):
     if len(parts) != 7:
         raise RuleError(f"header: expected 'action proto src sport -> dst dport', got {len(parts)} fields")
     action, proto, src, sport, direction, dst, dport = parts
-    if action not in ACTIONS:
+    action = _REJECT_ACTIONS.get(action, action)
+    if action not in ACTIONS and action not in _REJECT_TARGETS:
         raise RuleError(f"unsupported action: {action}")
     proto = proto.lower()
     if proto not in PROTOCOLS:
@@ -388,7 +392,8 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
         cls = classifications.get(classtype) if (classifications and classtype) else None
         priority = cls.priority if cls else 3
     return Rule(
-        action=action, proto=proto, ip_protos=ip_protos, app_proto=app_proto, src=src, sport=sport,
+        action="reject" if action in _REJECT_TARGETS else action,
+        reject_target=_REJECT_TARGETS.get(action, ""), proto=proto, ip_protos=ip_protos, app_proto=app_proto, src=src, sport=sport,
         dst=dst, dport=dport, bidirectional=bidir, sid=r["sid"], gid=r.get("gid", 1), rev=r.get("rev", 0),
         msg=r.get("msg", ""), classtype=classtype, priority=priority, references=tuple(b.references),
         metadata_raw=tuple(b.metadata), target=r.get("target"), buffers=tuple(lists),
@@ -397,6 +402,7 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
         icode=r.get("icode"), ttl=r.get("ttl"), ip_proto=r.get("ip_proto"), stream_size=tuple(b.stream_sizes),
         pkt_checks=tuple(r.get("pkt_checks", ())), ip_version=_IP_VERSIONS.get(proto),
         decode_events=tuple(r.get("decode_events", ())),
+        stream_events=tuple(r.get("stream_events", ())),
         flowbits=tuple(b.flowbits), xbits=tuple(b.xbits), flowints=tuple(r.get("flowints", ())),
         noalert=r.get("noalert", False),
         threshold=r.get("threshold"), detection_filter=r.get("detection_filter"),

@@ -1,0 +1,125 @@
+"""Suricata stream events raised by the stream stage and matched by `stream-event` rules."""
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import IP, TCP
+
+from gateway.config import from_dict
+from gateway.flow import tcp_timestamps
+from gateway.ids.rules import RuleError, parse_rule
+from gateway.pipeline import Inspector
+from gateway.signatures import SignatureSet
+from gateway.stages import build_stages
+
+from .conftest import handshake, tcp
+
+C, S = "10.10.0.10", "198.18.0.10"
+
+
+@pytest.fixture(autouse=True)
+def _hs_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GATEWAY_HS_CACHE", str(tmp_path / "hs"))
+
+
+def run(tmp_path, rules: str, pkts, stream: dict | None = None, ips: bool = False) -> list[tuple[int, int]]:
+    """Replay `pkts`; -> sorted (signature_id, packet number from 1) of the alerts."""
+    path = tmp_path / "t.rules"
+    path.write_text(rules)
+    cfg = from_dict({"stream": stream or {}, "gateway": {"bypass": False}})
+    sigs = SignatureSet(root=tmp_path, rule_files=(path,), yara_files=(), lists={}, mail_files=())
+    events: list[dict] = []
+    insp = Inspector(cfg, build_stages(cfg, sigs, ips=ips), sink=events.append)
+    for i, p in enumerate(pkts, 1):
+        insp.process(p, 1700000000 + i * 0.01, pcap_cnt=i)
+    insp.finish()
+    return sorted((e["alert"]["signature_id"], e["pcap_cnt"]) for e in events if e["event_type"] == "alert")
+
+
+def hs() -> list[bytes]:
+    return [d for d, _ in handshake(C, S, cseq=1000, sseq=5000)]
+
+
+def test_depth_reached_once_per_direction(tmp_path):
+    rule = "alert tcp any any -> any any (stream-event:reassembly_depth_reached; sid:1;)"
+    pkts = hs() + [
+        tcp(C, S, 40000, 80, "PA", 1001, 5001, b"a" * 30),      # 4: within depth
+        tcp(C, S, 40000, 80, "PA", 1031, 5001, b"b" * 30),      # 5: goes past 50 bytes
+        tcp(C, S, 40000, 80, "PA", 1061, 5001, b"c" * 30),      # 6: after the depth: no second event
+        tcp(S, C, 80, 40000, "PA", 5001, 1091, b"d" * 50),      # 7: ends exactly at the depth
+        tcp(S, C, 80, 40000, "PA", 5051, 1091, b"e" * 10),      # 8: first segment past it
+        tcp(S, C, 80, 40000, "PA", 5061, 1091, b"f" * 10),      # 9
+    ]
+    assert run(tmp_path, rule, pkts, {"depth": 50}) == [(1, 5), (1, 8)]
+
+
+def test_seq_gap_when_the_peer_acks_unseen_bytes(tmp_path):
+    rules = ("alert tcp any any -> any any (stream-event:reassembly_seq_gap; sid:1;)\n"
+             "alert tcp any any -> any any (stream-event:stream.reassembly_seq_gap; content:\"world\"; sid:2;)")
+    pkts = hs() + [
+        tcp(C, S, 40000, 80, "PA", 1001, 5001, b"hello"),
+        tcp(C, S, 40000, 80, "PA", 1011, 5001, b"world"),       # 5 bytes lost before it: buffered
+        tcp(S, C, 80, 40000, "A", 5001, 1016),                  # 6: server acks them all: the hole is skipped
+        tcp(C, S, 40000, 80, "PA", 1016, 5001, b"again"),
+    ]
+    assert run(tmp_path, rules, pkts) == [(1, 6)]
+
+
+def test_no_gap_event_for_in_order_data_or_a_rst(tmp_path):
+    rule = "alert tcp any any -> any any (stream-event:reassembly_seq_gap; sid:1;)"
+    pkts = hs() + [
+        tcp(C, S, 40000, 80, "PA", 1001, 5001, b"hello"),
+        tcp(C, S, 40000, 80, "PA", 1011, 5001, b"world"),
+        tcp(S, C, 80, 40000, "RA", 5001, 1006),
+    ]
+    assert run(tmp_path, rule, pkts) == []
+
+
+def _ts(tsval: int, tsecr: int) -> list:
+    return [("Timestamp", (tsval, tsecr))]
+
+
+def test_invalid_timestamp_answer_to_a_syn_is_ignored(tmp_path):
+    # bug 3286 (Linux evasion): the "server" answers the SYN with a RST and a FIN echoing a timestamp the
+    # client never sent; Suricata flags them and ignores them, and the real handshake and request follow
+    def pkt(src, dst, sport, dport, flags, seq, ack, opts=(), payload=b""):
+        return bytes(IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack,
+                                                 options=list(opts)) / payload)
+    rules = ("alert tcp any any -> any any (stream-event:pkt_invalid_timestamp; sid:1;)\n"
+             "alert tcp any any -> any any (content:\"GET /evil\"; sid:2;)")
+    pkts = [
+        pkt(C, S, 40000, 80, "S", 1000, 0, _ts(777, 0)),
+        pkt(S, C, 80, 40000, "RA", 0, 1001, _ts(100, 100)),        # 2: bad echo: ignored
+        pkt(S, C, 80, 40000, "FA", 0, 1001, _ts(100, 100)),        # 3: bad echo: ignored
+        pkt(C, S, 40000, 80, "R", 1001, 0),                        # 4: not the abort of the SYN: ignored
+        pkt(S, C, 80, 40000, "SA", 5000, 1001, _ts(900, 777)),     # 5: the real answer
+        pkt(C, S, 40000, 80, "A", 1001, 5001, _ts(778, 900)),
+        pkt(C, S, 40000, 80, "PA", 1001, 5001, _ts(778, 900), b"GET /evil HTTP/1.1\r\n\r\n"),
+    ]
+    assert run(tmp_path, rules, pkts) == [(1, 2), (1, 3), (2, 7)]
+
+
+def test_timestamp_echo_of_the_syn_is_valid(tmp_path):
+    rule = "alert tcp any any -> any any (stream-event:pkt_invalid_timestamp; sid:1;)"
+    pkts = [
+        bytes(IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags="S", seq=1000, options=_ts(777, 0))),
+        bytes(IP(src=S, dst=C) / TCP(sport=80, dport=40000, flags="SA", seq=5000, ack=1001, options=_ts(9, 777))),
+        # a client without timestamps: any non-zero echo is invalid
+        bytes(IP(src=C, dst=S) / TCP(sport=40001, dport=80, flags="S", seq=1000)),
+        bytes(IP(src=S, dst=C) / TCP(sport=80, dport=40001, flags="SA", seq=5000, ack=1001, options=_ts(9, 5))),
+    ]
+    assert run(tmp_path, rule, pkts) == [(1, 4)]
+
+
+def test_tcp_timestamps_option_parsing():
+    opts = b"\x01\x01\x08\x0a" + (5).to_bytes(4, "big") + (6).to_bytes(4, "big")
+    assert tcp_timestamps(opts) == (5, 6)
+    assert tcp_timestamps(b"\x02\x04\x05\xb4") is None
+    assert tcp_timestamps(b"\x08\x0a\x00") is None          # truncated
+    assert tcp_timestamps(b"\x02\x00\x08\x0a") is None      # zero length option: stop
+
+
+def test_stream_event_we_never_raise_is_rejected():
+    with pytest.raises(RuleError, match="stream-event: pkt_invalid_ack is not raised"):
+        parse_rule("alert tcp any any -> any any (stream-event:pkt_invalid_ack; sid:1;)")
+    r = parse_rule("alert tcp any any -> any any (stream-event:stream.reassembly_depth_reached; sid:1;)")
+    assert r.stream_events == ("reassembly_depth_reached",)
