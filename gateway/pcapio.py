@@ -28,6 +28,7 @@ LINKTYPE_LINUX_SLL2 = 276
 
 _ETH_IPV4, _ETH_IPV6, _ETH_VLAN, _ETH_QINQ, _ETH_VLAN9100, _ETH_PPPOE = 0x0800, 0x86DD, 0x8100, 0x88A8, 0x9100, 0x8864
 _PPP_IPV4, _PPP_IPV6 = 0x0021, 0x0057
+_ETH_NSH = 0x894F           # Network Service Header (RFC 8300), decoded in place as Suricata does
 # pcap magic -> (byte order, timestamp divisor)
 _PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e6), b"\xa1\xb2\xc3\xd4": (">", 1e6),
@@ -59,6 +60,8 @@ def strip_link(linktype: int, frame: bytes) -> bytes | None:
         while etype in (_ETH_VLAN, _ETH_QINQ, _ETH_VLAN9100) and len(frame) >= off + 4:
             etype = int.from_bytes(frame[off + 2:off + 4], "big")
             off += 4
+        if etype == _ETH_NSH:
+            return _nsh(frame, off)
         if etype == _ETH_PPPOE and len(frame) >= off + 8:
             proto = int.from_bytes(frame[off + 6:off + 8], "big")
             off += 8
@@ -89,6 +92,25 @@ def strip_link(linktype: int, frame: bytes) -> bytes | None:
         else:
             proto, off = int.from_bytes(frame[off:off + 2], "big"), off + 2
         return frame[off:] if proto in (_PPP_IPV4, _PPP_IPV6) else None
+    return None
+
+
+def _nsh(frame: bytes, off: int, depth: int = 0) -> bytes | None:
+    """The datagram behind an NSH header: its length field counts 4-byte words (base, service path and
+    context headers); next protocol 1 IPv4, 2 IPv6, 3 Ethernet, 4 NSH."""
+    if len(frame) < off + 8 or depth > 3:
+        return None
+    hlen = (int.from_bytes(frame[off:off + 2], "big") & 0x3F) * 4
+    nxt = frame[off + 3]
+    if hlen < 8:
+        return None
+    body = frame[off + hlen:]
+    if nxt in (1, 2):
+        return body if body and body[0] >> 4 == (4 if nxt == 1 else 6) else None
+    if nxt == 3:
+        return strip_link(LINKTYPE_ETHERNET, body)
+    if nxt == 4:
+        return _nsh(body, 0, depth + 1)
     return None
 
 

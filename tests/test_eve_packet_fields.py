@@ -71,3 +71,14 @@ def test_reassembled_ipv6_drops_the_fragment_header():
     assert out is not None and out.proto == 6 and out.ip_hlen == 40
     assert out.data[6] == 6 and int.from_bytes(out.data[4:6], "big") == len(payload)
     assert out.data[40:] == payload and out.sport == 1 and out.dport == 2
+
+
+def test_nsh_on_ethernet_is_decoded_in_place():
+    ip = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / TCP())
+    eth = b"\x52\x54\x00\x00\x00\x01\x52\x54\x00\x00\x00\x02\x89\x4f"
+    md2 = b"\x00\x03\x02\x01" + b"\x00\x00\x01\x02" + b"\x00\x01\x00\x00"   # length 3 words, MD type 2, next IPv4
+    assert strip_link(LINKTYPE_ETHERNET, eth + md2 + ip) == ip
+    inner_eth = bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP())
+    to_eth = b"\x00\x02\x01\x03" + b"\x00\x00\x01\x02"                     # next protocol Ethernet
+    assert strip_link(LINKTYPE_ETHERNET, eth + to_eth + inner_eth) == ip
+    assert strip_link(LINKTYPE_ETHERNET, eth + b"\x00\x02\x01\x05" + b"\x00" * 4 + ip) is None   # MPLS
