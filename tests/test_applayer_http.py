@@ -508,3 +508,33 @@ def test_multipart_upload_parts_are_files():
     _, ev = exchange(req, close=False)
     assert [(e.info, e.data) for e in ev if e.kind == "file"] == [("scan.pdf", b"%PDF-1.4 data"), ("b.txt", b"second")]
     assert first_tx(ev).buffer("http.request_body") == body
+
+
+def test_long_bodies_in_segments_equal_whole_with_limits():
+    """Segments inside a Content-Length or chunked body take a shorter path: the counts, the captured
+    bytes, truncation and body events must not depend on how the bytes were cut."""
+    lim = HttpLimits(request_body_limit=30, response_body_limit=50, file_limit=70)
+    body = bytes(range(256)) * 2
+    request = b"POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body) + GET
+    response = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                + b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 100]), body[i:i + 100]) for i in range(0, 512, 100))
+                + b"0\r\n\r\n")
+
+    def run(step):
+        p = HttpParser(lim)
+        ev = []
+        for data, ts in ((request, True), (response, False)):
+            for i in range(0, len(data), step):
+                ev += p.feed(data[i:i + step], ts)
+        txs = {e.tx.tx_id: e.tx for e in ev if e.tx is not None}
+        fields = [(t.request_body_len, t.response_body_len, bytes(t.request_body), bytes(t.response_body),
+                   t.request_truncated, t.response_truncated, t.request_complete, t.response_complete)
+                  for _, t in sorted(txs.items())]
+        return _summary(ev), fields
+
+    whole = run(len(response))
+    assert whole[1][0][:2] == (512, 512) and whole[1][0][4:6] == (True, True)
+    assert whole[1][0][2] == body[:70] and whole[1][1][3] == body[:70]
+    for step in (1, 7, 64, 99, 100, 101, 513):
+        assert run(step) == whole, step

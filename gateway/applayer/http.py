@@ -367,6 +367,19 @@ def _opt(v: bytes) -> bytes | None:
     return v if v else None
 
 
+def buffer_getter(keyword: str, to_server: bool):
+    """The function behind HttpTransaction.buffer(keyword, to_server) as a plain `get(tx) -> bytes | None`, for a
+    caller that fetches one keyword from many transactions (the IDS prefilter: the dispatch costs more than most
+    buffers). None for keywords buffer() does not serve."""
+    fn = _REQUEST_ONLY.get(keyword) or _RESPONSE_ONLY.get(keyword)
+    if fn is not None:
+        return fn
+    both = _BOTH.get(keyword)
+    if both is None:
+        return None
+    return lambda tx: both(tx, to_server)
+
+
 _REQUEST_ONLY = {
     "http.method": lambda tx: _opt(tx.method),
     "http.uri": lambda tx: tx.uri if tx.request_line else None,
@@ -1119,6 +1132,19 @@ class HttpParser:
     # ------------------------------------------------------------------ bodies
     def _body_direct(self, d: _Direction, data: bytes) -> int:
         """Consume body bytes straight from `data`; return how many were used."""
+        n = len(data)
+        if n < d.left and d.decoder is None and d.state != _BODY_CLOSE:
+            # Most segments of a long Content-Length or chunked body: inside the body, nothing to
+            # decode, no state change. Count and capture them with one call instead of four
+            # (~0.95 -> ~0.68 us per 1,400-byte segment; the capture copy itself is ~0.14 us).
+            d.left -= n
+            tx = d.tx
+            if d.to_server:
+                tx.request_body_len += n
+            else:
+                tx.response_body_len += n
+            self._store_body(d, tx, data)
+            return n
         if d.state == _BODY_CLOSE:
             self._body_data(d, data)
             return len(data)
