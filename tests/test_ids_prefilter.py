@@ -106,7 +106,7 @@ def test_http_rules_with_anchored_buffers_still_alert(tmp_path):
 
 @pytest.mark.parametrize("filler", [0, 40], ids=["literal-path", "hyperscan-path"])
 def test_scan_memo_equals_scan_and_stays_bounded(tmp_path, filler, monkeypatch):
-    import gateway.ids.prefilter as prefilter
+    from gateway.ids import prefilter
     entries = [(b"mozilla", True, 1), (b"GET", False, 2, [80]), (b"GET", False, 3, [-1 - 8080]),
                (b"z", False, 4, None, (1, 1, True))]
     entries += [(b"unrelated-%03d" % i, False, 100 + i) for i in range(filler)]
