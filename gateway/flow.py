@@ -182,7 +182,17 @@ class FlowTable:
         st = flow.tcp_state
         if st == TCP_SYN_SENT and syn_sent_rejects(flow, pkt, to_server) is not None:
             return      # Suricata's stream engine ignores it: no state change
+        if st == TCP_CLOSED and not flags & RST:
+            rst = flow.state.get("tcp_rst")
+            if rst is not None and rst[0] == to_server:
+                # Suricata (StreamTcpPacketStateClosed): the sender of the RST goes on talking, so the RST
+                # was likely injected: the connection resumes in the state it had
+                del flow.state["tcp_rst"]
+                st = rst[1]
+                flow.end_reason = "timeout"
         if flags & RST:
+            if st != TCP_CLOSED:
+                flow.state["tcp_rst"] = (to_server, st)     # who reset it, from which state
             st = TCP_CLOSED
             flow.end_reason = "rst"
         elif flags & SYN:

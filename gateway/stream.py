@@ -34,7 +34,9 @@ _HALF = 1 << 31
 #   reassembly_depth_reached  a direction's first segment that goes past stream.depth (once per direction)
 #   reassembly_seq_gap        the peer acknowledged bytes that never passed us: reassembly skips the hole
 #   pkt_invalid_timestamp     an answer to a SYN echoing another timestamp than the SYN's (flow.syn_sent_rejects)
-STREAM_EVENTS = frozenset({"reassembly_depth_reached", "reassembly_seq_gap", "pkt_invalid_timestamp"})
+#   suspected_rst_inject      the sender of an acceptable RST sends again (not a RST): reassembly resumes
+STREAM_EVENTS = frozenset({"reassembly_depth_reached", "reassembly_seq_gap", "pkt_invalid_timestamp",
+                           "suspected_rst_inject"})
 
 
 def stream_events(flow: Flow, pkt) -> frozenset | set:
@@ -198,9 +200,21 @@ class StreamStage(Stage):
                     _raise_event(flow, pkt, ev)
                 return
         if flags & RST:
+            if mine.finished and other.finished:
+                return                              # a RST after the end changes nothing
+            if mine.next_seq is not None and pkt.seq == mine.next_seq:
+                # an acceptable RST (Suricata's default BSD policy: at the sender's next byte); if its sender
+                # goes on talking it was likely injected (see below)
+                flow.state["stream_rst"] = (ctx.to_server, not streams[0].finished, not streams[1].finished)
+            else:
+                flow.state.pop("tcp_rst", None)     # Suricata ignores it: the flow table must not resume either
             self._finish(mine)
             self._finish(other)
             return
+        if mine.finished:
+            rst = flow.state.get("stream_rst")
+            if rst is not None and rst[0] == ctx.to_server:
+                self._resume_after_rst(flow, pkt, rst)
         if mine.finished:
             if mine.depth_reached and pkt.payload and not mine.depth_event:
                 # the data ended exactly at the depth: this is the first segment past it
@@ -262,6 +276,16 @@ class StreamStage(Stage):
             self.overlap_mismatch += stream.overlap_mismatch
             stream.pending.clear()
             stream.pending_bytes = 0
+
+    def _resume_after_rst(self, flow: Flow, pkt, rst: tuple) -> None:
+        """The sender of a RST sends again: Suricata (StreamTcpPacketCheckPostRst) raises
+        suspected_rst_inject and goes on reassembling the directions the RST ended."""
+        del flow.state["stream_rst"]
+        _raise_event(flow, pkt, "suspected_rst_inject")
+        for stream, reopen in zip(flow.streams, rst[1:]):
+            if reopen and stream.finished and not stream.depth_reached:
+                self.overlap_mismatch -= stream.overlap_mismatch   # counted again when it finishes
+                stream.finished = False
 
     def _limit(self, ctx: PacketContext, mine: StreamDirection, other: StreamDirection) -> None:
         self.limit_hits += 1

@@ -123,3 +123,27 @@ def test_stream_event_we_never_raise_is_rejected():
         parse_rule("alert tcp any any -> any any (stream-event:pkt_invalid_ack; sid:1;)")
     r = parse_rule("alert tcp any any -> any any (stream-event:stream.reassembly_depth_reached; sid:1;)")
     assert r.stream_events == ("reassembly_depth_reached",)
+
+
+def test_data_after_a_rst_from_the_same_sender_resumes_the_stream(tmp_path):
+    # security-4710: a RST "from the client" followed by the client's request: the RST was injected
+    rules = ("alert tcp any any -> any any (stream-event:suspected_rst_inject; sid:1;)\n"
+             "alert tcp any any -> any any (content:\"ultrasurf\"; sid:2;)")
+    pkts = hs() + [
+        tcp(C, S, 40000, 80, "RA", 1001, 5001),                                 # 4: acceptable RST
+        tcp(S, C, 80, 40000, "PA", 5001, 1001, b"ultrasurf?"),                  # 5: the peer: still reset
+        tcp(C, S, 40000, 80, "PA", 1001, 5001, b"GET /ultrasurf HTTP/1.1\r\n"),  # 6: the sender goes on
+        tcp(C, S, 40000, 80, "PA", 1026, 5001, b"X: ultrasurf\r\n"),            # 7: no second event
+    ]
+    assert run(tmp_path, rules, pkts) == [(1, 6), (2, 6), (2, 7)]
+
+
+def test_rst_at_another_sequence_number_is_not_an_injection(tmp_path):
+    rule = "alert tcp any any -> any any (stream-event:suspected_rst_inject; sid:1;)"
+    pkts = hs() + [
+        tcp(C, S, 40000, 80, "RA", 1500, 5001),             # not at the client's next byte: not acceptable
+        tcp(C, S, 40000, 80, "PA", 1001, 5001, b"more"),
+        tcp(C, S, 40000, 80, "RA", 1005, 5001),             # RSTs after the end change nothing
+        tcp(C, S, 40000, 80, "A", 1005, 5001),
+    ]
+    assert run(tmp_path, rule, pkts) == []
