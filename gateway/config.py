@@ -112,6 +112,32 @@ class FirewallSection:
     default: str = "allow"          # for traffic whose source is in no zone
 
 
+ACTION_NAMES = ("pass", "drop", "reject", "alert")
+XFF_MODES = ("extra-data", "overwrite")
+XFF_DEPLOYMENTS = ("reverse", "forward")
+DROP_LOG_FLOWS = ("start", "all")
+
+
+@dataclass(frozen=True)
+class IdsSection:
+    # the order actions are applied in when several rules match a packet (Suricata's action-order)
+    action_order: tuple[str, ...] = ACTION_NAMES
+
+
+@dataclass(frozen=True)
+class XffSection:
+    enabled: bool = False           # read the client address a proxy put in an HTTP request header
+    mode: str = "extra-data"        # extra-data: alert.xff holds it | overwrite: it replaces src_ip/dest_ip
+    deployment: str = "reverse"     # reverse: the last address of the chain | forward: the first
+    header: str = "X-Forwarded-For"
+
+
+@dataclass(frozen=True)
+class EventsSection:
+    drop_flows: str = "start"       # EVE `drop` events of a dropped flow: start (first packet each way) | all
+    xff: XffSection = field(default_factory=XffSection)
+
+
 @dataclass(frozen=True)
 class Config:
     gateway: GatewaySection = field(default_factory=GatewaySection)
@@ -122,6 +148,8 @@ class Config:
     firewall: FirewallSection = field(default_factory=FirewallSection)
     vars: tuple[tuple[str, str], ...] = ()  # rule variables: HOME_NET, EXTERNAL_NET, HTTP_PORTS, ...
     source: str = "<defaults>"
+    ids: IdsSection = field(default_factory=IdsSection)
+    events: EventsSection = field(default_factory=EventsSection)
 
     def signatures_dir(self, override: str | None = None) -> Path:
         chosen = override or self.gateway.signatures
@@ -149,7 +177,7 @@ def load(path: str | Path | None = None) -> Config:
 
 
 def from_dict(raw: dict[str, Any], where: str = "<dict>") -> Config:
-    known = {"gateway", "metrics", "flows", "stream", "fragments", "zones", "firewall", "vars"}
+    known = {"gateway", "metrics", "flows", "stream", "fragments", "zones", "firewall", "vars", "ids", "events"}
     for key in raw:
         if key not in known:
             raise ConfigError(where, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -179,7 +207,30 @@ def from_dict(raw: dict[str, Any], where: str = "<dict>") -> Config:
     vars_ = raw.get("vars", {})
     if not isinstance(vars_, dict) or not all(isinstance(v, str) for v in vars_.values()):
         raise ConfigError(where, "vars", "must be a table of strings, e.g. HOME_NET = \"[10.0.0.0/8]\"")
-    return Config(gw, metrics, flows, stream, frags, firewall, tuple(vars_.items()), where)
+    return Config(gw, metrics, flows, stream, frags, firewall, tuple(vars_.items()), where,
+                  ids=_ids(raw.get("ids", {}), where), events=_events(raw.get("events", {}), where))
+
+
+def _ids(raw: Any, where: str) -> IdsSection:
+    ids = _section(IdsSection, raw, "ids", where)
+    if sorted(ids.action_order) != sorted(ACTION_NAMES):
+        raise ConfigError(where, "ids.action_order",
+                          f"must name each of {', '.join(ACTION_NAMES)} once, got {list(ids.action_order)}")
+    return ids
+
+
+def _events(raw: Any, where: str) -> EventsSection:
+    if not isinstance(raw, dict):
+        raise ConfigError(where, "events", "must be a table")
+    xff_raw = raw.get("xff", {})
+    ev = _section(EventsSection, {k: v for k, v in raw.items() if k != "xff"}, "events", where)
+    _choice(ev.drop_flows, DROP_LOG_FLOWS, "events.drop_flows", where)
+    xff = _section(XffSection, xff_raw, "events.xff", where)
+    _choice(xff.mode, XFF_MODES, "events.xff.mode", where)
+    _choice(xff.deployment, XFF_DEPLOYMENTS, "events.xff.deployment", where)
+    if not xff.header or not all(33 <= ord(c) < 127 and c != ":" for c in xff.header):
+        raise ConfigError(where, "events.xff.header", f"must be an HTTP header name, got {xff.header!r}")
+    return EventsSection(ev.drop_flows, xff)
 
 
 def _section(cls, raw: Any, name: str, where: str):

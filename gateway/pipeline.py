@@ -14,6 +14,9 @@ adding a stage touches no other stage.
                         a packet the decoder refused (decoded False: `pkt` holds only the bytes, time, frame
                         and pcap_cnt) or a fragment the defragmenter flagged, with Suricata's decoder-event
                         names; return a verdict to override the malformed policy (an IPS drop), else None.
+    on_flow_dropped(pkt, flow, to_server, emit)
+                        a packet of a flow whose sticky verdict is drop/reject (no stage sees it otherwise):
+                        log it if the stage dropped the flow (Suricata's drop log), nothing more.
 """
 from __future__ import annotations
 
@@ -91,6 +94,9 @@ class Stage:
                           emit: Callable[[dict], None]) -> Verdict | None:
         return None
 
+    def on_flow_dropped(self, pkt: Packet, flow: Flow, to_server: bool, emit: Callable[[dict], None]) -> None:
+        pass
+
 
 class Inspector:
     """One per worker (or per replay). Not thread-safe, by design: workers share nothing."""
@@ -115,6 +121,9 @@ class Inspector:
         self.last_error = ""
         self._anomaly_second, self._anomaly_budget = -1, 0
         self.non_ip = 0          # frames without IP (replay only: NFQUEUE hands us IP datagrams)
+        # stages that log packets of a flow they dropped (Suricata's drop log), called on the sticky path only
+        self._drop_loggers = [s.on_flow_dropped for s in self.stages
+                              if type(s).on_flow_dropped is not Stage.on_flow_dropped]
 
     # ------------------------------------------------------------------ hot path
     def process(self, data: bytes, ts: float, indev: str | None = None, outdev: str | None = None,
@@ -215,6 +224,8 @@ class Inspector:
         if flow.verdict is not None:
             # Sticky: a dropped flow stays dropped; a bypassed one is accepted (packets that were
             # already queued before the kernel saw the bypass mark).
+            if flow.verdict != _BYPASS and self._drop_loggers:
+                self._log_dropped(pkt, flow, to_server)
             return self._count(flow.verdict, flow.reason, nbytes)
         ctx = PacketContext(self, pkt, flow, to_server, new_flow)
         for stage in self.stages:
@@ -232,6 +243,14 @@ class Inspector:
                 flow.reason = "bypass"
                 return self._count(_BYPASS, ctx.reason, nbytes)
         return self._count(verdict, ctx.reason, nbytes)
+
+    def _log_dropped(self, pkt: Packet, flow: Flow, to_server: bool) -> None:
+        for log in self._drop_loggers:
+            try:
+                log(pkt, flow, to_server, self.sink)
+            except Exception as e:  # noqa: BLE001 - a stage bug must never take the worker down
+                self.errors += 1
+                self.last_error = f"{type(e).__name__}: {e}"
 
     def _decoder_events(self, pkt: Packet, events: tuple[str, ...], decoded: bool) -> Verdict | None:
         """Show a refused packet or a flagged fragment to the stages (decode-event rules); the strongest

@@ -63,7 +63,8 @@ def test_flowint_counts_per_flow(tmp_path):
 
 
 def test_threshold_backoff_by_flow(tmp_path):
-    rules = "alert udp any any -> any any (threshold:type backoff, track by_flow, count 2, multiplier 3; sid:1;)"
+    # (a port makes it a packet rule: an IP-only rule is evaluated on the first packet of each direction only)
+    rules = "alert udp any any -> any 2000 (threshold:type backoff, track by_flow, count 2, multiplier 3; sid:1;)"
     insp, events, _ = inspector(tmp_path, rules)
     pkts = [udp(A, B) for _ in range(20)] + [udp(A, B, sport=7) for _ in range(2)]
     run(insp, pkts)

@@ -69,7 +69,7 @@ def test_bidirectional_and_groups():
 
 @pytest.mark.parametrize("header, reason", [
     ("alarm tcp any any -> any any", "unsupported action: alarm"),
-    ("rejectboth tcp any any -> any any", "unsupported action: rejectboth"),
+    ("rejectall tcp any any -> any any", "unsupported action: rejectall"),
     ("alert smb any any -> any any", "unsupported protocol: smb"),
     ("alert tcp any any <- any any", "direction"),
     ("alert tcp any any -> any", "fields"),

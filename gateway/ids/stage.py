@@ -12,15 +12,17 @@ counted and the packet continues (the Inspector's own guard is the second line).
 from __future__ import annotations
 
 import gc
+import ipaddress
 
 from ..applayer.http import HttpFile
+from ..config import EventsSection
 from ..events import add_packet_fields, eve_timestamp, packet_event
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED
-from ..packet import PROTO_TCP, SYN
+from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN
 from ..pipeline import PacketContext, Stage, Verdict
 from ..stream import stream_exhausted
 from .decoder_events import undecodable_events
-from .engine import DetectionEngine, FlowIdsState, flow_state
+from .engine import DetectionEngine, FlowIdsState
 
 _ACTION_VERDICT = {"drop": Verdict.DROP, "reject": Verdict.REJECT}
 
@@ -28,9 +30,13 @@ _ACTION_VERDICT = {"drop": Verdict.DROP, "reject": Verdict.REJECT}
 class IdsStage(Stage):
     name = "ids"
 
-    def __init__(self, engine: DetectionEngine, ips: bool = False, classifications: dict | None = None):
+    def __init__(self, engine: DetectionEngine, ips: bool = False, classifications: dict | None = None,
+                 events=None):
         self.engine = engine
         self.ips = ips
+        events = events if events is not None else EventsSection()
+        self.drop_log_all = events.drop_flows == "all"
+        self.xff = events.xff if events.xff.enabled else None
         self.classifications = classifications or {}
         self.alerts = 0
         self.errors = 0
@@ -43,7 +49,7 @@ class IdsStage(Stage):
         st = flow.state.get("ids")
         if st is None:
             st = flow.state["ids"] = FlowIdsState()
-        elif st.passed:
+        elif st.passed or st.dropped:
             return
         pkt = ctx.pkt
         # flow:established as Suricata sees it: the state the packet found (engine.established_for_packet)
@@ -71,37 +77,81 @@ class IdsStage(Stage):
             return
         if not matches:
             return
-        verdict = None
-        whole_flow = False
-        first_block = None
+        self._apply(ctx, st, matches)
+
+    def _apply(self, ctx: PacketContext, st, matches) -> None:
+        """Suricata's PacketAlertFinalize: the matches come in action order (engine.py); drop/reject mark the
+        packet, and the flow when the match acts on it (Match.flow_scope), the first flow action winning; a
+        pass ends the list. A flow drop stops detection on the flow in IDS mode too (Suricata's DetectFlow),
+        while only IPS blocks packets."""
+        pkt, flow = ctx.pkt, ctx.flow
+        drop_m = None            # the first drop/reject match (Suricata's p->alerts.drop)
+        targets = set()          # reject targets of the reject matches
+        flow_drop = passed = False
+        alerts = []
         for m in matches:
             rule = m.rule
-            if rule.action == "pass":
-                flow_state(flow).passed = True
+            action = rule.action
+            if action == "pass":
+                passed = True
+                if m.flow_scope and not flow_drop:
+                    st.passed = True
                 break
-            blocked = self.ips and rule.action in _ACTION_VERDICT
-            if blocked:
-                if verdict is None:
-                    verdict = _ACTION_VERDICT[rule.action]
-                    first_block = m
-                whole_flow = whole_flow or m.flow_scope
-            if rule.noalert:
-                continue
-            ctx.emit(self._event(ctx, m, blocked))
+            if action != "alert":
+                if drop_m is None:
+                    drop_m = m
+                if action == "reject":
+                    targets.add(rule.reject_target)
+                if m.flow_scope and not flow_drop:
+                    flow_drop = st.dropped = True
+            if not rule.noalert:
+                alerts.append(m)
+        verdict = _verdict_object(pkt.proto, targets, drop_m is not None and self.ips, passed, self.ips)
+        ips_drop = self.ips and drop_m is not None
+        for m in alerts:
+            ev = self._event(ctx, m, self.ips and m.rule.action != "alert")
+            ev["verdict"] = dict(verdict)
+            ctx.emit(ev)
             self.alerts += 1
+        if alerts:
             flow.alerted = True
-        if verdict is not None:
-            ctx.decide(verdict, "ids", whole_flow=whole_flow)
-            # Suricata's `drop` event for the packet the rule dropped (packets of a flow dropped earlier
-            # are dropped by the Inspector's sticky verdict without reaching the stages)
-            ev = packet_event("drop", pkt, flow)
-            ev["drop"] = {"len": pkt.length, "ttl": pkt.ttl, "reason": "rules"}
+        if not ips_drop:
+            return
+        # rejectdst: the kernel's REJECT only answers the sender, so the packet is dropped without an answer
+        v = Verdict.REJECT if ("to_client" in targets or "both" in targets) else Verdict.DROP
+        ctx.decide(v, "ids", whole_flow=flow_drop)
+        if flow_drop:
+            st.drop_logged |= 1 if ctx.to_server else 2
+        # Suricata's `drop` event for the packet a rule dropped, carrying the first blocking alert (or the
+        # noalert drop rule)
+        shown = next((m for m in alerts if m.rule.action != "alert"), drop_m)
+        ctx.emit(self._drop_event(pkt, flow, ctx.to_server, "rules", verdict, shown.rule))
+
+    def on_flow_dropped(self, pkt, flow, to_server: bool, emit) -> None:
+        """A packet of a flow this stage dropped earlier (the Inspector's sticky verdict): Suricata's drop log,
+        once per direction (events.drop_flows = start) or for every packet (all)."""
+        st = flow.state.get("ids")
+        if st is None or not st.dropped:
+            return
+        bit = 1 if to_server else 2
+        if not self.drop_log_all:
+            if st.drop_logged & bit:
+                return
+            st.drop_logged |= bit
+        emit(self._drop_event(pkt, flow, to_server, "flow drop", {"action": "drop"}, None))
+
+    def _drop_event(self, pkt, flow, to_server: bool, reason: str, verdict: dict, rule) -> dict:
+        ev = packet_event("drop", pkt, flow)
+        ev["direction"] = "to_server" if to_server else "to_client"
+        ev["drop"] = {"len": pkt.length, "ttl": pkt.ttl, "reason": reason}
+        ev["verdict"] = dict(verdict)
+        if rule is not None:
             body = {"action": "blocked"}
-            body.update(self._alert_body(first_block.rule))
+            body.update(self._alert_body(rule))
             del body["_rule"]
             ev["alert"] = body
-            add_packet_fields(ev, pkt)
-            ctx.emit(ev)
+        add_packet_fields(ev, pkt)
+        return ev
 
     def on_decoder_events(self, pkt, events, decoded: bool, emit):
         """decode-event rules on a packet the decoder refused or a fragment the defragmenter flagged. A refused
@@ -112,11 +162,16 @@ class IdsStage(Stage):
             return None
         matches = self.engine.decoder_event_matches(pkt, events, decoded)
         verdict = None
+        out, targets, dropped, passed = [], set(), False, False
         for m in matches:
             rule = m.rule
             if rule.action == "pass":
+                passed = True
                 break
             blocked = self.ips and rule.action in _ACTION_VERDICT
+            dropped = dropped or rule.action != "alert"
+            if rule.action == "reject":
+                targets.add(rule.reject_target)
             if blocked and verdict is None:
                 verdict = _ACTION_VERDICT[rule.action]
             if rule.noalert:
@@ -135,6 +190,10 @@ class IdsStage(Stage):
             del body["_rule"]
             ev["alert"] = body
             add_packet_fields(ev, pkt)
+            out.append(ev)
+        vobj = _verdict_object(pkt.proto, targets, dropped and self.ips, passed, self.ips)
+        for ev in out:
+            ev["verdict"] = dict(vobj)
             emit(ev)
             self.alerts += 1
         return verdict
@@ -169,6 +228,14 @@ class IdsStage(Stage):
         body.update(self._alert_body(m.rule))
         del body["_rule"]
         ev["alert"] = body
+        if self.xff is not None and flow.app_proto == "http":
+            ip = _xff_address(self.xff, m, flow)
+            if ip is None:
+                pass
+            elif self.xff.mode == "overwrite":
+                ev["src_ip" if ctx.to_server else "dest_ip"] = ip
+            else:
+                body["xff"] = ip
         add_packet_fields(ev, ctx.pkt)
         tx = m.tx
         if tx is not None:
@@ -184,7 +251,7 @@ class IdsStage(Stage):
 
     def done(self, flow) -> bool:
         st = flow.state.get("ids")
-        if st is not None and st.passed:
+        if st is not None and (st.passed or st.dropped):
             return True
         if not len(self.engine):
             return True
@@ -194,6 +261,63 @@ class IdsStage(Stage):
 
     def on_flow_end(self, flow) -> None:
         flow.state.pop("ids", None)
+
+
+_REJECT_KIND = {PROTO_TCP: ["tcp-reset"], PROTO_UDP: ["icmp-prohib"], PROTO_ICMP: ["icmp-prohib"],
+                PROTO_ICMPV6: ["icmp-prohib"]}
+
+
+def _verdict_object(proto: int, targets: set, dropped: bool, passed: bool, ips: bool) -> dict:
+    """Suricata's EVE `verdict` (EveAddVerdict): what happens to the packet, as alerts and drops log it."""
+    if targets:
+        target = "to_client" if "to_client" in targets else "to_server" if "to_server" in targets else "both"
+        return {"action": "drop" if ips else "alert", "reject_target": target,
+                "reject": list(_REJECT_KIND.get(proto, ()))}
+    if dropped:
+        return {"action": "drop"}
+    return {"action": "pass" if passed else "alert"}
+
+
+def _xff_address(cfg, m, flow) -> str | None:
+    """The client address a proxy wrote in the configured header (Suricata's HttpXFFGetIP): from the alert's
+    transaction, else from the first open transaction of the flow that has one. reverse deployment: the last
+    address of the chain, forward: the first."""
+    tx = m.tx
+    if isinstance(tx, HttpFile):
+        tx = tx.tx
+    if tx is not None and m.app == "http":
+        txs = [getattr(tx, "partial_of", None) or tx]
+    else:
+        app = flow.state.get("applayer")
+        parser = getattr(app, "parser", None) if app is not None else None
+        txs = getattr(parser, "transactions", ())[:16]
+    name = cfg.header.encode()
+    for t in txs:
+        value = t.request_header(name) if hasattr(t, "request_header") else None
+        if value is None or not 7 <= len(value) < 256:      # Suricata's XFF_CHAIN_MINLEN / MAXLEN
+            continue
+        chain = value.decode("latin-1")
+        part = chain.rsplit(" ", 1)[-1] if cfg.deployment == "reverse" else chain.split(",", 1)[0]
+        ip = _xff_ip(part.strip())
+        if ip is not None:
+            return ip
+    return None
+
+
+def _xff_ip(text: str) -> str | None:
+    """An address as proxies write it: 1.2.3.4, 1.2.3.4:port, [v6]:port, [v6] or v6; None if not one."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return None
+        text = text[1:end]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return text
 
 
 def _text(b) -> str:
@@ -271,7 +395,8 @@ def build_ids_stage(config, rule_files, ips: bool = False) -> IdsStage:
 
     classifications = load_classifications(None)
     ruleset = load_rules(list(rule_files), Variables.from_config(config), classifications)
-    stage = IdsStage(DetectionEngine(ruleset.rules), ips=ips, classifications=classifications)
+    stage = IdsStage(DetectionEngine(ruleset.rules, action_order=config.ids.action_order), ips=ips,
+                     classifications=classifications, events=config.events)
     stage.ruleset = ruleset
     # Hundreds of thousands of long-lived rule objects: move them out of the cyclic GC's generations so
     # its periodic full collections do not walk the whole rule set (benchmarks/ids.py with ET Open: rules-on
