@@ -154,6 +154,10 @@ def _decode_ipv6(data: bytes, ts: float) -> Packet:
         off += hdr_len
     if off > end:
         raise DecodeError(f"ipv6: extension headers run past the payload ({off} > {end})", "ipv6.trunc_exthdr")
+    if off > 40 and end - off < 2 and nxt != _NO_NEXT:
+        # Suricata: fewer than 2 bytes left after the extension headers cannot hold the next header
+        raise DecodeError(f"ipv6: {end - off} bytes left after the extension headers for protocol {nxt}",
+                          "ipv6.trunc_exthdr")
     return build_packet(ts, data, 6, src, dst, nxt, hlim, 0, off, end, frag_id)
 
 

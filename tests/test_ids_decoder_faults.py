@@ -62,3 +62,11 @@ def test_ips_drop_rule_on_undecodable_packet(tmp_path):
     short_tcp = bytes(IP(src="10.0.0.1", dst="10.0.0.2", proto=6) / (b"\x00" * 8))
     assert run(insp, [short_tcp]) == [Verdict.DROP]
     assert alerts(events)[0]["alert"]["action"] == "blocked"
+
+
+def test_nothing_after_a_useless_fragment_header(tmp_path):
+    rules = ("alert pkthdr any any -> any any (decode-event:ipv6.trunc_exthdr; sid:1;)\n"
+             "alert pkthdr any any -> any any (decode-event:ipv6.exthdr_useless_fh; sid:2;)\n")
+    insp, events, _ = inspector(tmp_path, rules)
+    run(insp, [bytes(IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(nh=6, id=1, offset=0, m=0))])
+    assert sorted(e["alert"]["signature_id"] for e in alerts(events)) == [1, 2]
