@@ -28,7 +28,7 @@ from .events import eve_timestamp, flow_event
 from .flow import Flow, FlowTable
 from .fragments import Defragmenter
 from .packet import LINKTYPE_RAW, PROTO_TCP, PROTO_UDP, DecodeError, Packet, decode
-from .tunnel import MAX_DEPTH, TUNNEL_PROTOS, erspan_vlan, inner_datagram
+from .tunnel import MAX_DEPTH, TEREDO_PORT, TUNNEL_PROTOS, erspan_vlan, inner_datagram
 
 
 class Verdict(IntEnum):
@@ -145,7 +145,8 @@ class Inspector:
         pkt.linktype = linktype
         try:
             proto = pkt.proto
-            if proto != PROTO_TCP and (proto in TUNNEL_PROTOS or proto == PROTO_UDP and pkt.dport == self.vxlan_port):
+            if proto != PROTO_TCP and (proto in TUNNEL_PROTOS or proto == PROTO_UDP and (
+                    pkt.dport == self.vxlan_port or pkt.dport == TEREDO_PORT or pkt.sport == TEREDO_PORT)):
                 return self._tunnelled(pkt, len(data), 1)
             return self._inspect(pkt, len(data))
         except DecodeError as e:           # raised by fragment reassembly on a bad upper layer
@@ -177,7 +178,8 @@ class Inspector:
         inner.indev, inner.outdev, inner.pcap_cnt, inner.reply = outer.indev, outer.outdev, outer.pcap_cnt, outer.reply
         inner.tunnel = (outer, depth, pkt_src, ())
         proto = inner.proto
-        if depth < MAX_DEPTH and (proto in TUNNEL_PROTOS or proto == PROTO_UDP and inner.dport == self.vxlan_port):
+        if depth < MAX_DEPTH and (proto in TUNNEL_PROTOS or proto == PROTO_UDP and (
+                inner.dport == self.vxlan_port or inner.dport == TEREDO_PORT or inner.sport == TEREDO_PORT)):
             v = self._tunnelled(inner, len(inner_data), depth + 1)
         else:
             v = self._inspect(inner, len(inner_data), False)

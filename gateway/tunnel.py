@@ -1,9 +1,9 @@
-"""Tunnel decapsulation: the inner IP datagram of IP-in-IP, IPv6-in-IP, GRE and VXLAN packets.
+"""Tunnel decapsulation: the inner IP datagram of IP-in-IP, IPv6-in-IP, GRE, VXLAN and Teredo packets.
 
 Suricata inspects a tunnelled packet as a packet of its own (its own flow, its EVE events carrying a `tunnel`
 object) besides the carrier, and inline the inner packet's verdict applies to the carrier. The Inspector asks
-this module only for the protocols concerned (TUNNEL_PROTOS, and UDP to the configured VXLAN port), so other
-packets pay nothing. Anomalies are named as Suricata's decoder events.
+this module only for the protocols concerned (TUNNEL_PROTOS, UDP to the configured VXLAN port, UDP from or to
+the Teredo port), so other packets pay nothing. Anomalies are named as Suricata's decoder events.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .pcapio import LINKTYPE_ETHERNET, LINKTYPE_PPP, strip_link
 PROTO_IPIP, PROTO_IPV6, PROTO_GRE = 4, 41, 47
 TUNNEL_PROTOS = frozenset((PROTO_IPIP, PROTO_IPV6, PROTO_GRE))
 MAX_DEPTH = 3                      # tunnels inside tunnels, at most (bounded recursion)
+TEREDO_PORT = 3544                 # Suricata's decoder.teredo.ports default (either port of the datagram)
 
 _GRE_IPV4, _GRE_IPV6, _GRE_PPP, _GRE_TEB, _GRE_ERSPAN2 = 0x0800, 0x86DD, 0x880B, 0x6558, 0x88BE
 _PPP_IPV4, _PPP_IPV6 = 0x0021, 0x0057
@@ -34,6 +35,9 @@ def inner_datagram(pkt: Packet, vxlan_port: int) -> tuple[bytes | None, str, tup
     if proto == PROTO_GRE:
         inner, erspan = _gre(p)
         return inner, "" if erspan else "gre tunnel", ()
+    if proto == 17 and (pkt.dport == TEREDO_PORT or pkt.sport == TEREDO_PORT) and pkt.dport != vxlan_port:
+        inner = _teredo(p)
+        return inner, ("teredo tunnel" if inner is not None else ""), ()
     if proto == 17 and pkt.dport == vxlan_port:
         # VXLAN: 8-byte header whose I flag says the VNI is valid, then an Ethernet frame
         if len(p) < 8 + 14 or not p[0] & 0x08:
@@ -65,6 +69,25 @@ def _gre(p: bytes) -> tuple[bytes | None, bool]:
     if etype == _GRE_ERSPAN2 and len(body) >= 8 and body[0] >> 4 == 1:
         return strip_link(LINKTYPE_ETHERNET, body[8:]), True
     return None, False
+
+
+def _teredo(p: bytes) -> bytes | None:
+    """Teredo (RFC 4380) as Suricata's DecodeTeredo recognises it: it has no magic number, so the payload (after
+    an optional origin indication) must be an IPv6 packet filling it exactly, with a non-zero hop limit and no
+    bogus hop-by-hop header; an authentication header (qualification, not a tunnel) is not one."""
+    start = 0
+    if len(p) < 40:
+        return None
+    if p[0] == 0:
+        if p[1] != 0 or len(p) < 8 + 40:
+            return None
+        start = 8
+    if p[start] >> 4 != 6 or p[start + 7] == 0:
+        return None
+    plen = int.from_bytes(p[start + 4:start + 6], "big")
+    if p[start + 6] == 0 and plen < 8:
+        return None
+    return p[start:] if len(p) == start + 40 + plen else None
 
 
 def erspan_vlan(pkt: Packet) -> int:

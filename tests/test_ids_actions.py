@@ -150,3 +150,19 @@ def test_action_and_event_settings_are_validated(raw, key):
     with pytest.raises(ConfigError) as e:
         from_dict(raw)
     assert e.value.key == key
+
+
+def test_teredo_inner_packet_is_inspected_and_rejected(tmp_path):
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+
+    inner = IPv6(src="2001:0:4137:9e50::1", dst="2001:db8::68") / ICMPv6EchoRequest()
+    teredo = bytes(IP(src=A, dst=B) / UDP(sport=40000, dport=3544) / inner)
+    origin = bytes(IP(src=A, dst=B) / UDP(sport=40000, dport=3544) / (b"\x00\x00" + b"\x11" * 6 + bytes(inner)))
+    not_teredo = bytes(IP(src=A, dst=B) / UDP(sport=40001, dport=3544) / (b"\x00\x01" + b"\x00" * 60))
+    rules = "reject icmp any any -> any any (sid:2;)\n"
+    verdicts, events = replay(tmp_path, rules, [teredo, origin, not_teredo], ips=True)
+    assert verdicts == [Verdict.DROP, Verdict.DROP, Verdict.ACCEPT]   # no RST into a tunnel: the carrier drops
+    got = alerts(events)
+    assert len(got) == 1 and got[0]["proto"] == "IPv6-ICMP" and got[0]["pkt_src"] == "teredo tunnel"
+    assert got[0]["verdict"] == {"action": "drop", "reject_target": "to_client", "reject": ["icmp-prohib"]}
