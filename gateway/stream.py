@@ -17,6 +17,8 @@ Policies, all counted:
   nothing left to inspect and may be bypassed.
 - Limits: past `max_pending` or `memcap`, `stream.on_limit` applies: bypass (stop reassembling the flow,
   let it through) or drop (drop the flow).
+- Events: where the reassembler meets one of Suricata's stream-event conditions (STREAM_EVENTS) it records the
+  name on the packet (`stream_events(flow, pkt)`), for `stream-event` rules; only on the unusual paths.
 """
 from __future__ import annotations
 
