@@ -141,6 +141,7 @@ class Defragmenter:
         p = build_packet(last.ts, data, head.version, head.src, head.dst, head.proto, head.ttl, head.ip_id,
                          hlen, len(data), head.frag_id)
         p.indev, p.outdev, p.pcap_cnt = last.indev, last.outdev, last.pcap_cnt
+        p.tunnel = last.tunnel           # a datagram reassembled inside a tunnel is still the tunnel's
         if head.frame is not None:       # the first fragment's link layer in front of the whole datagram
             p.frame = head.frame[:len(head.frame) - len(head.data)] + data
             p.linktype = head.linktype

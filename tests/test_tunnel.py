@@ -101,3 +101,12 @@ def test_erspan_is_decoded_in_place_with_its_vlan(tmp_path):
     (alert,) = _alerts(events)
     assert (alert["src_ip"], alert["proto"], alert["vlan"]) == (IN_A, "ICMP", [23])
     assert "tunnel" not in alert and alert["packet_info"]["linktype"] == 1
+
+
+def test_fragments_inside_a_tunnel_reassemble_with_the_tunnel_object(tmp_path):
+    insp, events = _inspector(tmp_path)
+    whole = IP(src=IN_A, dst=IN_B, id=9) / TCP(sport=1000, dport=80, flags="PA") / (b"z" * 40 + b"hello")
+    for i, frag in enumerate(whole.fragment(24)):
+        insp.process(bytes(IP(src=OUT_A, dst=OUT_B) / frag), 1.0 + i, pcap_cnt=i + 1)
+    (alert,) = _alerts(events)
+    assert alert["src_ip"] == IN_A and alert["tunnel"]["proto"] == "IP-in-IP" and alert["pkt_src"] == "ipv4 tunnel"
