@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,7 @@ class XffSection:
 @dataclass(frozen=True)
 class EventsSection:
     drop_flows: str = "start"       # EVE `drop` events of a dropped flow: start (first packet each way) | all
+    ipv6_compress: bool = False     # IPv6 in EVE as fe80::1 instead of Suricata's default full form
     xff: XffSection = field(default_factory=XffSection)
 
 
@@ -230,7 +231,7 @@ def _events(raw: Any, where: str) -> EventsSection:
     _choice(xff.deployment, XFF_DEPLOYMENTS, "events.xff.deployment", where)
     if not xff.header or not all(33 <= ord(c) < 127 and c != ":" for c in xff.header):
         raise ConfigError(where, "events.xff.header", f"must be an HTTP header name, got {xff.header!r}")
-    return EventsSection(ev.drop_flows, xff)
+    return replace(ev, xff=xff)
 
 
 def _section(cls, raw: Any, name: str, where: str):

@@ -6,10 +6,9 @@ on one queue. Timeouts run on packet time, so replay behaves like inline.
 from __future__ import annotations
 
 import itertools
-import socket
 
 from .config import FlowSection
-from .packet import ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN, Packet
+from .packet import ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN, Packet, ip_text
 
 # TCP states (the subset a middlebox can observe)
 TCP_NEW, TCP_SYN_SENT, TCP_SYN_RECV, TCP_ESTABLISHED, TCP_CLOSING, TCP_CLOSED = range(6)
@@ -55,11 +54,11 @@ class Flow:
 
     @property
     def client_ip(self) -> str:
-        return socket.inet_ntop(socket.AF_INET if self.version == 4 else socket.AF_INET6, self.client)
+        return ip_text(self.client)
 
     @property
     def server_ip(self) -> str:
-        return socket.inet_ntop(socket.AF_INET if self.version == 4 else socket.AF_INET6, self.server)
+        return ip_text(self.server)
 
     @property
     def tcp_state_name(self) -> str:

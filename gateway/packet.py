@@ -37,6 +37,26 @@ _NO_NEXT = 59
 _new_packet = object.__new__
 
 
+_ipv6_compressed = False
+
+
+def set_ipv6_text(compressed: bool) -> None:
+    """How ip_text prints IPv6 (config events.ipv6_compress; one config per process)."""
+    global _ipv6_compressed
+    _ipv6_compressed = compressed
+
+
+def ip_text(addr: bytes) -> str:
+    """An address as EVE prints it. IPv6 is written in full (fe80:0000:...:ab42), as Suricata does by
+    default so SIEM parsers and joins see one spelling, or compressed (fe80::...) when configured."""
+    if len(addr) == 4:
+        return socket.inet_ntop(socket.AF_INET, addr)
+    if _ipv6_compressed:
+        return socket.inet_ntop(socket.AF_INET6, addr)
+    h = addr.hex()
+    return ":".join(h[i:i + 4] for i in range(0, 32, 4))
+
+
 class DecodeError(ValueError):
     """The bytes are not a packet we can inspect; the message says which layer and why. `events` names the
     fault as Suricata's decoder events do (decode-event rules match on them)."""
@@ -80,11 +100,11 @@ class Packet:
 
     @property
     def src_ip(self) -> str:
-        return socket.inet_ntop(socket.AF_INET if self.version == 4 else socket.AF_INET6, self.src)
+        return ip_text(self.src)
 
     @property
     def dst_ip(self) -> str:
-        return socket.inet_ntop(socket.AF_INET if self.version == 4 else socket.AF_INET6, self.dst)
+        return ip_text(self.dst)
 
     @property
     def proto_name(self) -> str:

@@ -27,7 +27,7 @@ from .config import Config
 from .events import eve_timestamp, flow_event
 from .flow import Flow, FlowTable
 from .fragments import Defragmenter
-from .packet import LINKTYPE_RAW, PROTO_TCP, PROTO_UDP, DecodeError, Packet, decode
+from .packet import LINKTYPE_RAW, PROTO_TCP, PROTO_UDP, DecodeError, Packet, decode, set_ipv6_text
 from .tunnel import MAX_DEPTH, TEREDO_PORT, TUNNEL_PROTOS, erspan_vlan, inner_datagram
 
 
@@ -106,6 +106,7 @@ class Inspector:
     def __init__(self, config: Config, stages: list[Stage], sink: Callable[[dict], None] | None = None,
                  id_base: int = 0):
         self.config = config
+        set_ipv6_text(config.events.ipv6_compress)
         self.stages = list(stages)
         self.flows = FlowTable(config.flows, id_base)
         self.defrag = Defragmenter(config.fragments)

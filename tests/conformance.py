@@ -122,6 +122,8 @@ def suricata_yaml_settings(test_dir: Path) -> dict:
         eve = output.get("eve-log") if isinstance(output, dict) else None
         if not isinstance(eve, dict):
             continue
+        if eve.get("ipv6-compress") in (True, "yes"):
+            events["ipv6_compress"] = True
         for typ in eve.get("types") or []:
             if not isinstance(typ, dict):
                 continue
