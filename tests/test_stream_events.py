@@ -147,3 +147,32 @@ def test_rst_at_another_sequence_number_is_not_an_injection(tmp_path):
         tcp(C, S, 40000, 80, "A", 1005, 5001),
     ]
     assert run(tmp_path, rule, pkts) == []
+
+
+# ------------------------------------------------------------------- content split over TCP segments
+
+def test_content_split_over_segments_matches_on_the_completing_packet(tmp_path):
+    rules = ("alert tcp any any -> any any (content:\"Let Me In\"; sid:1;)\n"
+             "alert tcp any any -> any any (content:\"Le\"; content:\"In!\"; distance:0; sid:2;)\n"
+             "alert tcp any any -> any any (content:\"Me In\"; depth:5; sid:3;)\n"
+             "alert tcp any any -> any any (content:\"Please\"; sid:4;)")
+    pkts = hs() + [
+        tcp(S, C, 80, 40000, "PA", 5001, 1001, b"Please "),
+        tcp(S, C, 80, 40000, "PA", 5008, 1001, b"Let "),
+        tcp(S, C, 80, 40000, "PA", 5012, 1001, b"Me "),
+        tcp(S, C, 80, 40000, "PA", 5015, 1001, b"In!"),
+        tcp(S, C, 80, 40000, "PA", 5018, 1001, b" bye"),      # the tail still holds it all: no second alert
+    ]
+    # sid 3 is anchored to the buffer start: only the packet's own bytes; sid 4 once, on its packet
+    assert run(tmp_path, rules, pkts, ips=True) == [(1, 7), (2, 7), (4, 4)]
+
+
+def test_no_window_across_a_gap(tmp_path):
+    rule = "alert tcp any any -> any any (content:\"Let Me In\"; sid:1;)"
+    pkts = hs() + [
+        tcp(C, S, 40000, 80, "PA", 1001, 5001, b"Let "),
+        tcp(C, S, 40000, 80, "PA", 1010, 5001, b"Me In"),       # 5 bytes never seen before it
+        tcp(S, C, 80, 40000, "A", 5001, 1015),                  # the server acks them: the hole is skipped
+        tcp(C, S, 40000, 80, "PA", 1015, 5001, b"!"),
+    ]
+    assert run(tmp_path, rule, pkts) == []

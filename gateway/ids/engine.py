@@ -30,7 +30,7 @@ from .decoder_events import packet_events
 from .header import HEADER_BUFFERS, field_value, header_buffer
 from .keywords import BUFFERS
 from .match import apply_transforms, match_list
-from .model import BufferSize, IntCompare, Rule
+from .model import BufferSize, ContentMatch, IntCompare, Rule
 from .prefilter import BufferPrefilter, default_cache_dir
 
 ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
@@ -52,12 +52,13 @@ class _CRule:
 
     __slots__ = ("ip_only", "per_file", "rule", "idx", "order", "pkt_lists", "hdr_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
                  "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits", "dsize_needs_payload",
-                 "pkt_fields")
+                 "pkt_fields", "window_ok")
 
     def __init__(self, rule: Rule, idx: int, action_rank: dict | None = None):
         self.rule = rule
         self.idx = idx
         self.pkt_lists = tuple(ml for ml in rule.buffers if ml.buffer == "pkt_data")
+        self.window_ok = _window_ok(rule, self.pkt_lists)
         tx_lists = []
         flow_dir = rule.flow.to_server if rule.flow is not None else None
         # packet-header buffers (ipv6.hdr, tcp.hdr, ...): matched per packet in _header
@@ -128,6 +129,31 @@ class _CRule:
         hb = _rw_rank([op.command[:2] == "is" for op in rule.xbits if op.track != "ip_pair"])
         pb = _rw_rank([op.command[:2] == "is" for op in rule.xbits if op.track == "ip_pair"])
         self.order = ((action_rank or ACTION_RANK).get(rule.action, 3), -fb, -fi, -hb, -pb, rule.priority, idx)
+
+
+# Bytes of a TCP direction's reassembled stream kept before the new ones, so that content split over segments
+# matches (Suricata's raw stream inspection). A match is reported on the packet whose bytes complete it.
+STREAM_WINDOW = 1024
+
+
+def _window_ok(rule: Rule, pkt_lists) -> int:
+    """Rules matched on the stream window too: plain contents (relative or not) on pkt_data and nothing whose
+    meaning depends on where the inspected buffer starts (offset, depth, startswith/endswith, byte_*,
+    isdataat, pcre anchors) or on the packet alone (flow:no_stream, dsize). 0: not such a rule; 1: one
+    content (it can only complete across the seam); 2: several contents."""
+    if not pkt_lists or rule.dsize is not None or (rule.flow is not None and rule.flow.stream == "no") or \
+            rule.fast_pattern is None or rule.fast_pattern.buffer != "pkt_data":
+        return 0
+    n = 0
+    for ml in pkt_lists:
+        if ml.transforms:
+            return 0
+        for m in ml.matches:
+            if type(m) is not ContentMatch or m.negated or m.offset is not None or m.depth is not None or \
+                    m.startswith or m.endswith:
+                return 0
+            n += 1
+    return 1 if n == 1 else 2
 
 
 def _decoder_only(cr: _CRule) -> bool:
@@ -277,6 +303,14 @@ def _fp_anchor(cr: _CRule) -> tuple | None:
     return (lo, hi, endswith)
 
 
+_PKT_DATA_TO_CLIENT = "pkt_data:to_client"     # grp.prefilters key of the to_client payload database
+
+
+def _flow_dir(rule: Rule) -> bool | None:
+    """The direction the rule's flow keyword allows (True to_server, False to_client, None both)."""
+    return rule.flow.to_server if rule.flow is not None else None
+
+
 def _port_count(pg) -> int:
     return sum(hi - lo + 1 for lo, hi in pg.ranges)
 
@@ -294,6 +328,10 @@ class DetectionEngine:
         for i, cr in enumerate(crs):
             cr.idx = i
         self.rules = crs
+        self.window_rules = any(cr.window_ok for cr in crs)   # IdsStage keeps stream tails only if so
+        # the longest fast pattern of a window rule: the seam scan covers that much on each side
+        self.seam = min(STREAM_WINDOW, max((len(cr.rule.fast_pattern.pattern) for cr in crs if cr.window_ok),
+                                           default=0))
         self.is_tx = [cr.is_tx for cr in crs]
         self.tx_dirs = [cr.tx_dir for cr in crs]
         self.groups: dict[int, _Group] = {}
@@ -354,7 +392,13 @@ class DetectionEngine:
                         by_port.setdefault(pk, []).append((e[0], e[1], e[2], None, e[4]))
                 else:
                     rest.append(e)
-            entries[(g, key, d)] = rest
+            # and one payload database per direction, like Suricata's per-direction rule groups: a response
+            # is never scanned for the patterns of flow:to_server rules (most exploit rules), nor a request
+            # for those of to_client ones (_header would refuse them anyway)
+            entries[(g, key, d)] = []
+            for to_server in (True, False):
+                entries[(g, key, to_server)] = [e for e in rest if _flow_dir(self.rules[e[2]].rule) in
+                                                (None, to_server)]
             grp = self.groups[g]
             for pk, pents in by_port.items():
                 pf = BufferPrefilter(pents, cache_dir)
@@ -368,7 +412,7 @@ class DetectionEngine:
             grp = self.groups[g]
             name, *transforms = key.split("|")
             if name == "pkt_data" and not transforms:
-                grp.prefilters[key] = pf
+                grp.prefilters[key if d else _PKT_DATA_TO_CLIENT] = pf
             else:
                 app = _APP_OF_BUFFER.get(name)
                 grp.tx_prefilters.setdefault((app, d), []).append((name, tuple(transforms), pf,
@@ -424,10 +468,14 @@ class DetectionEngine:
         return out
 
     # ------------------------------------------------------------------ per packet
-    def inspect(self, pkt, flow, to_server: bool, pkt_data: bytes, txs, established: bool | None = None) -> list[Match]:
+    def inspect(self, pkt, flow, to_server: bool, pkt_data: bytes, txs, established: bool | None = None,
+                stream_tail: bytes = b"") -> list[Match]:
         """Rules matching this packet. `pkt_data` is the payload / stream bytes to inspect; `txs` is a list of
         (app, tx) the app-layer stage updated on this packet; `established` is the flow state as the packet
-        found it (see flow_state). Returns matches in evaluation order, after flowbits/thresholds were
+        found it (see flow_state); `stream_tail` the stream bytes just before pkt_data (at most STREAM_WINDOW):
+        window rules (_window_ok) are tried on tail + pkt_data when their fast pattern spans the seam or, with
+        several contents, when they fail on pkt_data; they match when they do not already match the tail alone.
+        (Not caught: a rule whose fast pattern lies wholly in the tail while a later content completes now.) Returns matches in evaluation order, after flowbits/thresholds were
         applied; a matching pass rule stops the evaluation."""
         proto = pkt.proto
         grp = self.groups.get(PROTO_ICMP if proto == PROTO_ICMPV6 else proto if proto in _GROUPS else 0)
@@ -436,7 +484,7 @@ class DetectionEngine:
         rules = self.rules
         parts: list = []                   # lists/tuples of candidate packet-rule indexes
         if pkt_data:
-            pf = grp.prefilters.get("pkt_data")
+            pf = grp.prefilters.get("pkt_data" if to_server else _PKT_DATA_TO_CLIENT)
             if pf is not None:
                 parts = pf.scan(pkt_data, pkt.dport, pkt.sport)
             if grp.port_prefilters:
@@ -446,6 +494,26 @@ class DetectionEngine:
                 pf = grp.port_prefilters.get(-1 - pkt.sport)
                 if pf is not None:
                     parts += pf.scan(pkt_data)
+        window = None
+        seam_cands = ()
+        if stream_tail and pkt_data:
+            # content split over segments: scan the seam (a fast pattern's length of bytes on either side)
+            # for fast patterns that span it
+            n = self.seam - 1
+            seam = stream_tail[-n:] + pkt_data[:n] if n > 0 else b""
+            found = []
+            pf = grp.prefilters.get("pkt_data" if to_server else _PKT_DATA_TO_CLIENT)
+            if pf is not None:
+                found = pf.scan(seam, pkt.dport, pkt.sport)
+            if grp.port_prefilters:
+                for key in (pkt.dport, -1 - pkt.sport):
+                    pf = grp.port_prefilters.get(key)
+                    if pf is not None:
+                        found += pf.scan(seam)
+            if found:
+                seam_cands = {i for lst in found for i in lst if rules[i].window_ok}
+                if seam_cands:
+                    parts = parts + [seam_cands]
         if grp.nofp_any:
             parts.append(grp.nofp_any)
         lst = grp.nofp_port.get(pkt.dport)
@@ -586,7 +654,15 @@ class DetectionEngine:
                     continue
                 self.evaluated += 1
                 if not all(match_list(ml, data) for ml in cr.pkt_lists):
-                    continue
+                    # content split over segments: completed by this packet's bytes
+                    if not stream_tail or data is not pkt_data or \
+                            not (cr.window_ok == 2 or (cr.window_ok and i in seam_cands)):
+                        continue
+                    if window is None:
+                        window = stream_tail + pkt_data
+                    if not all(match_list(ml, window) for ml in cr.pkt_lists) or \
+                            all(match_list(ml, stream_tail) for ml in cr.pkt_lists):
+                        continue
                 matched = [(None, None)]
                 # a match on reassembled stream bytes acts on the flow (Suricata's STREAM_MATCH)
                 scope = scope or (cr.needs_payload and stream_pkt and cr.stream_mode != "no")
@@ -906,7 +982,7 @@ class DetectionEngine:
 class FlowIdsState:
     """The engine's per-flow state (flow.state["ids"])."""
 
-    __slots__ = ("bits", "tx", "est", "passed", "scans", "failed", "ints", "dropped", "drop_logged")
+    __slots__ = ("bits", "tx", "est", "passed", "scans", "failed", "ints", "dropped", "drop_logged", "tails")
 
     def __init__(self) -> None:
         self.bits: set[str] = set()                 # flowbits
@@ -918,6 +994,7 @@ class FlowIdsState:
         self.scans: dict = {}                       # prefilter results per tx buffer (see inspect)
         self.failed: dict = {}                      # (tx, rule, dir) -> buffer versions it failed on
         self.ints: dict[str, int] = {}              # flowint variables
+        self.tails = [b"", b""]                     # last stream bytes to server / to client (STREAM_WINDOW)
 
 
 MAX_FLOWINTS = 256      # per flow: variables beyond this are not created

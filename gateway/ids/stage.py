@@ -22,7 +22,7 @@ from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN
 from ..pipeline import PacketContext, Stage, Verdict
 from ..stream import stream_exhausted
 from .decoder_events import undecodable_events
-from .engine import DetectionEngine, FlowIdsState
+from .engine import STREAM_WINDOW, DetectionEngine, FlowIdsState
 
 _ACTION_VERDICT = {"drop": Verdict.DROP, "reject": Verdict.REJECT}
 
@@ -69,8 +69,17 @@ class IdsStage(Stage):
         if data and app is not None and app.proto == "tls" and app.parser is not None and app.parser.done:
             # Suricata's default tls encryption-handling: no payload inspection of the encrypted records
             data = b""
+        tail = b""
+        if data and pkt.proto == PROTO_TCP and flow.streams is not None and self.engine.window_rules and \
+                ctx.stream_data:
+            # the stream bytes before these (none after a gap), for content split over segments
+            tails = st.tails
+            d = 0 if ctx.to_server else 1
+            tail = b"" if ctx.stream_gap else tails[d]
+            tails[d] = data[-STREAM_WINDOW:] if len(data) >= STREAM_WINDOW or not tail else \
+                tail[len(data) - STREAM_WINDOW:] + data
         try:
-            matches = self.engine.inspect(pkt, flow, ctx.to_server, data, txs, established)
+            matches = self.engine.inspect(pkt, flow, ctx.to_server, data, txs, established, tail)
         except Exception as e:  # noqa: BLE001 - detection must never take the worker down
             self.errors += 1
             self.last_error = f"{type(e).__name__}: {e}"
