@@ -136,3 +136,17 @@ def test_bsize_bounds_the_anchor():
     eng = DetectionEngine([rule], cache_dir=None)
     ((_, _, pf),) = [b for _, bufs in eng.groups[6].tx_kinds[("http", True)] for b in bufs]
     assert _hits(pf, b"/x/a") == [0] and _hits(pf, b"/xxxxxxx/a") == []
+
+
+def test_payload_databases_per_direction():
+    rules = [parse_rule('alert tcp any any -> any any (flow:to_server; content:"request-side"; sid:1;)'),
+             parse_rule('alert tcp any any -> any any (flow:to_client; content:"response-side"; sid:2;)'),
+             parse_rule('alert tcp any any -> any any (content:"either-side"; sid:3;)')]
+    eng = DetectionEngine(rules, cache_dir=None)
+    payload = b"request-side response-side either-side"
+    for to_server, want in ((True, [1, 3]), (False, [2, 3])):
+        eng.evaluated = 0
+        pkt = decode(tcp(C, S, 1234, 80, "PA", 1, 1, payload), 1.0)
+        out = eng.inspect(pkt, Flow(1, (), pkt, True), to_server, pkt.payload, [], established=True)
+        assert [m.rule.sid for m in out] == want
+        assert eng.evaluated == 2       # the other direction's rule is not even a candidate

@@ -166,14 +166,16 @@ def _content(matches, i, m: ContentMatch, buf: bytes, low, prev: int, st: _State
             return _FAIL if m.relative else _STOP
         pos = blen - plen
         return _inspect(matches, i + 1, buf, low, pos + plen, st)
-    retry = _relative_next(matches, i)
     pos = hay.find(pat, start, end)
     if pos < 0:
         return _FAIL if m.relative else _STOP
+    retry = None        # worked out on the first failure only: most evaluations end before one
     while pos >= 0:
         r = _inspect(matches, i + 1, buf, low, pos + plen, st)
         if r != _FAIL:
             return r
+        if retry is None:
+            retry = _relative_next(matches, i)
         if not retry:
             return _FAIL
         st.budget -= 1
@@ -195,11 +197,13 @@ def _pcre(matches, i, m: PcreMatch, buf: bytes, low, prev: int, st: _State) -> i
     mo = rx.search(hay)
     if mo is None:
         return _FAIL
-    retry = _relative_next(matches, i)
+    retry = None
     while mo is not None:
         r = _inspect(matches, i + 1, buf, low, start + mo.end(), st)
         if r != _FAIL:
             return r
+        if retry is None:
+            retry = _relative_next(matches, i)
         if not retry:
             return _FAIL
         st.budget -= 1
