@@ -154,8 +154,9 @@ def _clean(size: int) -> bytes:
 
 
 def _v6(client: str) -> str:
-    """The IPv6 twin of a case's IPv4 client address (the replay fixture collects the events of both)."""
-    return str(ipaddress.ip_address("2001:db8:{}:{}::{}:{}".format(*client.split("."))))
+    """The IPv6 twin of a case's IPv4 client address (the replay fixture collects the events of both),
+    written in full as EVE prints it."""
+    return ipaddress.ip_address("2001:db8:{}:{}::{}:{}".format(*client.split("."))).exploded
 
 
 POWERSHELL_UA = "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.19041.3570"
