@@ -571,6 +571,14 @@ class DetectionEngine:
                         # a growing body: scan only what was added (plus a pattern's length of overlap)
                         hits.update(prev[1])
                         for name, transforms, pf in bufs:
+                            if name == "file.data" and not to_server and not transforms and \
+                                    type(tx) is HttpTransaction:
+                                # a response body segment: only the new bytes are copied out of the body for
+                                # the scan (the whole buffer is built only if a candidate rule reads it)
+                                for tup in pf.scan(tx.response_body[max(0, prev[0] - pf.max_len + 1):], dport,
+                                                   sport):
+                                    hits.update(tup)
+                                continue
                             scan_bufs, sliceable = self._prefilter_buffers(app, tx, name, to_server)
                             for buf in scan_bufs:
                                 start = max(0, prev[0] - pf.max_len + 1) if sliceable else 0
