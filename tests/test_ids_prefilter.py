@@ -6,7 +6,7 @@ import pytest
 
 from gateway.flow import Flow
 from gateway.ids.engine import DetectionEngine
-from gateway.ids.prefilter import SMALL_DB, BufferPrefilter
+from gateway.ids.prefilter import BufferPrefilter
 from gateway.ids.rules import parse_rule
 from gateway.packet import decode
 
@@ -35,11 +35,13 @@ ANCHORED = [
 ]
 
 
-@pytest.mark.parametrize("filler", [0, 40], ids=["literal-path", "hyperscan-path"])
-def test_anchored_patterns_hit_only_where_the_content_may_sit(tmp_path, filler):
-    extra = [(b"unrelated-%03d" % i, False, 100 + i) for i in range(filler)]
+@pytest.mark.parametrize("small_db", [len(ANCHORED), 0], ids=["literal-path", "hyperscan-path"])
+def test_anchored_patterns_hit_only_where_the_content_may_sit(tmp_path, small_db, monkeypatch):
+    from gateway.ids import prefilter
+    monkeypatch.setattr(prefilter, "SMALL_DB", small_db)
+    extra = [(b"unrelated-%03d" % i, False, 100 + i) for i in range(3)]
     pf = BufferPrefilter(ANCHORED + extra, cache_dir=tmp_path)
-    assert (pf.db is None) == (len(pf) <= SMALL_DB)
+    assert (pf.db is None) == (len(pf) <= small_db)
     assert _hits(pf, b"abc") == [0, 2, 5]
     assert _hits(pf, b"xxabc") == [1, 2, 5]
     assert _hits(pf, b"xxxxabc") == [1, 2, 5]
@@ -104,13 +106,14 @@ def test_http_rules_with_anchored_buffers_still_alert(tmp_path):
     assert got == [1, 2, 3, 4, 4]
 
 
-@pytest.mark.parametrize("filler", [0, 40], ids=["literal-path", "hyperscan-path"])
-def test_scan_memo_equals_scan_and_stays_bounded(tmp_path, filler, monkeypatch):
+@pytest.mark.parametrize("small_db", [8, 0], ids=["literal-path", "hyperscan-path"])
+def test_scan_memo_equals_scan_and_stays_bounded(tmp_path, small_db, monkeypatch):
     from gateway.ids import prefilter
+    monkeypatch.setattr(prefilter, "SMALL_DB", small_db)
     entries = [(b"mozilla", True, 1), (b"GET", False, 2, [80]), (b"GET", False, 3, [-1 - 8080]),
                (b"z", False, 4, None, (1, 1, True))]
-    entries += [(b"unrelated-%03d" % i, False, 100 + i) for i in range(filler)]
     pf = BufferPrefilter(entries, cache_dir=tmp_path)
+    assert (pf.db is None) == (small_db > 0)
     for data in (b"GET", b"Mozilla/5.0", b"z", b"zz", b"", b"nothing"):
         for dport, sport in ((80, 1234), (1234, 8080), (443, 1234)):
             want = sorted(i for t in pf.scan(data, dport, sport) for i in t)
