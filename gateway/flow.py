@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 
 from .config import FlowSection
-from .packet import ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN, Packet, ip_text
+from .packet import ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN, Packet, ip_text, tcp_option
 
 # TCP states (the subset a middlebox can observe)
 TCP_NEW, TCP_SYN_SENT, TCP_SYN_RECV, TCP_ESTABLISHED, TCP_CLOSING, TCP_CLOSED = range(6)
@@ -67,21 +67,10 @@ class Flow:
 
 def tcp_timestamps(opts: bytes) -> tuple[int, int] | None:
     """(TSval, TSecr) of a TCP timestamps option (kind 8), or None."""
-    i, n = 0, len(opts)
-    while i < n:
-        kind = opts[i]
-        if kind == 0:
-            return None
-        if kind == 1:
-            i += 1
-            continue
-        if i + 1 >= n or opts[i + 1] < 2:
-            return None
-        olen = opts[i + 1]
-        if kind == 8 and olen == 10 and i + 10 <= n:
-            return int.from_bytes(opts[i + 2:i + 6], "big"), int.from_bytes(opts[i + 6:i + 10], "big")
-        i += olen
-    return None
+    value = tcp_option(opts, 8)
+    if value is None or len(value) != 8:
+        return None
+    return int.from_bytes(value[:4], "big"), int.from_bytes(value[4:], "big")
 
 
 def syn_sent_rejects(flow: Flow, pkt: Packet, to_server: bool) -> str | None:

@@ -275,3 +275,25 @@ def build_packet(ts: float, data: bytes, version: int, src: bytes, dst: bytes, p
     p.linktype = LINKTYPE_RAW
     p.tunnel = None
     return p
+
+
+def tcp_option(opts: bytes, want: int) -> bytes | None:
+    """The value of the first TCP option of kind `want` (without kind and length bytes), or None when
+    it is absent or the option list is malformed before it."""
+    i, n = 0, len(opts)
+    while i < n:
+        kind = opts[i]
+        if kind == 0:
+            return None
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= n:
+            return None
+        olen = opts[i + 1]
+        if olen < 2 or i + olen > n:
+            return None
+        if kind == want:
+            return opts[i + 2:i + olen]
+        i += olen
+    return None

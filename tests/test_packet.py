@@ -148,3 +148,13 @@ def test_every_field_is_set(raw, expected):
             "src": p.src, "dst": p.dst}
     assert _fields(p) == want
     assert len(p.src) == len(p.dst) == (4 if p.version == 4 else 16)
+
+
+def test_tcp_option_walk():
+    from gateway.packet import tcp_option
+    opts = b"\x01\x01\x02\x04\x05\xb4\x08\x0a" + bytes(range(8)) + b"\x00"
+    assert tcp_option(opts, 2) == b"\x05\xb4"
+    assert tcp_option(opts, 8) == bytes(range(8))
+    assert tcp_option(opts, 3) is None                   # absent (end of list)
+    assert tcp_option(b"\x02\x09\x05\xb4", 2) is None     # length runs past the options
+    assert tcp_option(b"\x02\x01\x05", 2) is None         # length < 2

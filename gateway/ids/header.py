@@ -9,7 +9,7 @@ as in Suricata.
 """
 from __future__ import annotations
 
-from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, tcp_option
 
 # ipopts names (Suricata detect-ipopts.c) -> bit in the mask ip_options() returns
 IPOPT_BITS = {"rr": 0x001, "eol": 0x002, "nop": 0x004, "ts": 0x008, "sec": 0x010, "esec": 0x020,
@@ -53,24 +53,8 @@ def ip_options(pkt) -> int:
 
 
 def _tcp_mss(pkt) -> int | None:
-    opts = pkt.tcp_options
-    i, n = 0, len(opts)
-    while i < n:
-        kind = opts[i]
-        if kind == 0:
-            return None
-        if kind == 1:
-            i += 1
-            continue
-        if i + 1 >= n:
-            return None
-        olen = opts[i + 1]
-        if olen < 2 or i + olen > n:
-            return None
-        if kind == 2 and olen == 4:
-            return int.from_bytes(opts[i + 2:i + 4], "big")
-        i += olen
-    return None
+    value = tcp_option(pkt.tcp_options, 2)
+    return int.from_bytes(value, "big") if value is not None and len(value) == 2 else None
 
 
 def _icmp_word(pkt, at: int) -> int | None:
