@@ -477,23 +477,24 @@ class DetectionEngine:
         several contents, when they fail on pkt_data; they match when they do not already match the tail alone.
         (Not caught: a rule whose fast pattern lies wholly in the tail while a later content completes now.) Returns matches in evaluation order, after flowbits/thresholds were
         applied; a matching pass rule stops the evaluation."""
-        proto = pkt.proto
-        grp = self.groups.get(PROTO_ICMP if proto == PROTO_ICMPV6 else proto if proto in _GROUPS else 0)
+        state = flow.state.get("ids")
+        if state is None:
+            state = flow_state(flow)
+        # what a packet of this flow direction meets (group, databases, no-fast-pattern rules) depends only on
+        # its addresses and ports, which the flow fixes: worked out on its first packet
+        route = state.routes[to_server]
+        if route is None or route[0] is not self:
+            route = state.routes[to_server] = self._route(pkt, to_server)
+        grp = route[1]
         if grp is None:
             return []
         rules = self.rules
         parts: list = []                   # lists/tuples of candidate packet-rule indexes
         if pkt_data:
-            pf = grp.prefilters.get("pkt_data" if to_server else _PKT_DATA_TO_CLIENT)
-            if pf is not None:
-                parts = pf.scan(pkt_data, pkt.dport, pkt.sport)
-            if grp.port_prefilters:
-                pf = grp.port_prefilters.get(pkt.dport)
-                if pf is not None:
-                    parts += pf.scan(pkt_data)
-                pf = grp.port_prefilters.get(-1 - pkt.sport)
-                if pf is not None:
-                    parts += pf.scan(pkt_data)
+            for pf, dport, sport in route[2]:
+                found = pf.scan(pkt_data, dport, sport)
+                if found:
+                    parts += found
         window = None
         seam_cands = ()
         if stream_tail and pkt_data:
@@ -502,37 +503,14 @@ class DetectionEngine:
             n = self.seam - 1
             seam = stream_tail[-n:] + pkt_data[:n] if n > 0 else b""
             found = []
-            pf = grp.prefilters.get("pkt_data" if to_server else _PKT_DATA_TO_CLIENT)
-            if pf is not None:
-                found = pf.scan(seam, pkt.dport, pkt.sport)
-            if grp.port_prefilters:
-                for key in (pkt.dport, -1 - pkt.sport):
-                    pf = grp.port_prefilters.get(key)
-                    if pf is not None:
-                        found += pf.scan(seam)
+            for pf, dport, sport in route[2]:
+                found += pf.scan(seam, dport, sport)
             if found:
                 seam_cands = {i for lst in found for i in lst if rules[i].window_ok}
                 if seam_cands:
                     parts = parts + [seam_cands]
-        if grp.nofp_any:
-            parts.append(grp.nofp_any)
-        lst = grp.nofp_port.get(pkt.dport)
-        if lst:
-            parts.append(lst)
-        lst = grp.nofp_sport.get(pkt.sport)
-        if lst:
-            parts.append(lst)
-        if pkt.version == 4:
-            if grp.nofp_src4:
-                lst = grp.nofp_src4.get(int.from_bytes(pkt.src[:2], "big"))
-                if lst:
-                    parts.append(lst)
-            if grp.nofp_dst4:
-                lst = grp.nofp_dst4.get(int.from_bytes(pkt.dst[:2], "big"))
-                if lst:
-                    parts.append(lst)
-        elif grp.nofp_addr6:
-            parts.append(grp.nofp_addr6)
+        if route[3]:
+            parts.append(route[3])
         if not parts and not txs:
             return []
         cands: set[int] = set()
@@ -542,7 +520,7 @@ class DetectionEngine:
         txversions: dict[int, tuple] = {}
         if txs:
             self._bufcache = {}
-            scans = flow_state(flow).scans
+            scans = state.scans
             if len(scans) > MAX_SCAN_MEMORY:
                 scans.clear()
             dport, sport = pkt.dport, pkt.sport
@@ -635,12 +613,11 @@ class DetectionEngine:
         if tx_cands:
             cands.update(tx_cands)
         order = sorted(cands)
-        state = flow_state(flow)
         if established is None:
             established = _established(flow)
         out: list[Match] = []
         # payload from reassembled stream bytes (data on a SYN is the packet's own: stage.py)
-        stream_pkt = proto == PROTO_TCP and flow.streams is not None and not pkt.tcp_flags & SYN
+        stream_pkt = pkt.proto == PROTO_TCP and flow.streams is not None and not pkt.tcp_flags & SYN
         first = (flow.pkts_toserver if to_server else flow.pkts_toclient) == 1   # for IP-only rules
         for i in order:
             cr = rules[i]
@@ -728,6 +705,32 @@ class DetectionEngine:
             if rule.action == "pass" and out and out[-1].rule is rule:
                 break
         return out
+
+    def _route(self, pkt, to_server: bool) -> tuple:
+        """(engine, group, payload scans [(database, dport, sport)], sorted no-fast-pattern candidates) for the
+        packets of one flow direction: the packet's addresses and ports pick them, and the flow fixes those."""
+        proto = pkt.proto
+        grp = self.groups.get(PROTO_ICMP if proto == PROTO_ICMPV6 else proto if proto in _GROUPS else 0)
+        if grp is None:
+            return (self, None, (), ())
+        dport, sport = pkt.dport, pkt.sport
+        scans = []
+        pf = grp.prefilters.get("pkt_data" if to_server else _PKT_DATA_TO_CLIENT)
+        if pf is not None:
+            scans.append((pf, dport, sport))
+        for key in (dport, -1 - sport):
+            pf = grp.port_prefilters.get(key)
+            if pf is not None:
+                scans.append((pf, -1, -1))
+        nofp = set(grp.nofp_any)
+        nofp.update(grp.nofp_port.get(dport, ()))
+        nofp.update(grp.nofp_sport.get(sport, ()))
+        if pkt.version == 4:
+            nofp.update(grp.nofp_src4.get(int.from_bytes(pkt.src[:2], "big"), ()))
+            nofp.update(grp.nofp_dst4.get(int.from_bytes(pkt.dst[:2], "big"), ()))
+        else:
+            nofp.update(grp.nofp_addr6)
+        return (self, grp, tuple(scans), tuple(sorted(nofp)))
 
     def _buffers(self, app: str, tx, name: str, to_server) -> list[bytes]:
         """_tx_buffers, built once per packet (the prefilter and every candidate rule share them)."""
@@ -990,7 +993,8 @@ class DetectionEngine:
 class FlowIdsState:
     """The engine's per-flow state (flow.state["ids"])."""
 
-    __slots__ = ("bits", "tx", "est", "passed", "scans", "failed", "ints", "dropped", "drop_logged", "tails")
+    __slots__ = ("bits", "tx", "est", "passed", "scans", "failed", "ints", "dropped", "drop_logged", "tails",
+                 "routes")
 
     def __init__(self) -> None:
         self.bits: set[str] = set()                 # flowbits
@@ -1003,6 +1007,7 @@ class FlowIdsState:
         self.failed: dict = {}                      # (tx, rule, dir) -> buffer versions it failed on
         self.ints: dict[str, int] = {}              # flowint variables
         self.tails = [b"", b""]                     # last stream bytes to server / to client (STREAM_WINDOW)
+        self.routes = [None, None]                  # DetectionEngine._route of the to-client / to-server packets
 
 
 MAX_FLOWINTS = 256      # per flow: variables beyond this are not created

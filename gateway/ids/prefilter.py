@@ -179,7 +179,8 @@ class BufferPrefilter:
                 elif hay.find(pat, lo, hi) >= 0:
                     hits.append(pid)
         else:
-            db.scan(data, match_event_handler=self._on_match)
+            # the callback positionally: the binding's keyword parsing costs as much as a short scan
+            db.scan(data, self._on_match)
         return hits
 
     def _targets(self, pids, dport: int, sport: int) -> list[tuple[int, ...]]:
