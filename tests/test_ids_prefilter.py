@@ -131,13 +131,13 @@ def test_scan_memo_equals_scan_and_stays_bounded(tmp_path, small_db, monkeypatch
 def test_bsize_bounds_the_anchor():
     rule = parse_rule('alert http any any -> any any (http.user_agent; content:"Mozilla"; bsize:7; sid:1;)')
     eng = DetectionEngine([rule], cache_dir=None)
-    ((name, _, pf),) = [b for _, bufs in eng.groups[6].tx_kinds[("http", True)] for b in bufs]
+    ((name, _, pf, _),) = [b for _, bufs in eng.groups[6].tx_kinds[("http", True)] for b in bufs]
     assert name == "http.user_agent"
     assert _hits(pf, b"Mozilla") == [0]
     assert _hits(pf, b"Mozilla/5.0") == [] and _hits(pf, b"xMozilla") == []
     rule = parse_rule('alert http any any -> any any (http.uri; content:"/a"; bsize:<10; sid:2;)')
     eng = DetectionEngine([rule], cache_dir=None)
-    ((_, _, pf),) = [b for _, bufs in eng.groups[6].tx_kinds[("http", True)] for b in bufs]
+    ((_, _, pf, _),) = [b for _, bufs in eng.groups[6].tx_kinds[("http", True)] for b in bufs]
     assert _hits(pf, b"/x/a") == [0] and _hits(pf, b"/xxxxxxx/a") == []
 
 

@@ -358,8 +358,15 @@ class HttpTransaction:
 
 
 def _hdr(name: bytes, to_server: bool):
-    def get(tx: HttpTransaction) -> bytes | None:
-        return tx.request_header(name) if to_server else tx.response_header(name)
+    """A getter of one header's value (`name` lowercase, as the header dicts are keyed)."""
+    if to_server:
+        def get(tx: HttpTransaction) -> bytes | None:
+            h = tx.request_headers.get(name)
+            return None if h is None else h[1]
+    else:
+        def get(tx: HttpTransaction) -> bytes | None:
+            h = tx.response_headers.get(name)
+            return None if h is None else h[1]
     return get
 
 

@@ -306,6 +306,16 @@ def _fp_anchor(cr: _CRule) -> tuple | None:
 _PKT_DATA_TO_CLIENT = "pkt_data:to_client"     # grp.prefilters key of the to_client payload database
 
 
+def _pad_byte(patterns) -> int:
+    """The byte that occurs least in these patterns (either case), to pad the stream lead with: padding should
+    not make fast patterns hit."""
+    counts = [0] * 256
+    for p in patterns:
+        for c in set(p.lower() + p.upper()):
+            counts[c] += 1
+    return min(range(256), key=lambda c: (counts[c], c != 0xFE))
+
+
 def _flow_dir(rule: Rule) -> bool | None:
     """The direction the rule's flow keyword allows (True to_server, False to_client, None both)."""
     return rule.flow.to_server if rule.flow is not None else None
@@ -329,9 +339,14 @@ class DetectionEngine:
             cr.idx = i
         self.rules = crs
         self.window_rules = any(cr.window_ok for cr in crs)   # IdsStage keeps stream tails only if so
-        # the longest fast pattern of a window rule: the seam scan covers that much on each side
-        self.seam = min(STREAM_WINDOW, max((len(cr.rule.fast_pattern.pattern) for cr in crs if cr.window_ok),
-                                           default=0))
+        # the longest fast pattern of a window rule: how far back from pkt_data one can start
+        seam = min(STREAM_WINDOW, max((len(cr.rule.fast_pattern.pattern) for cr in crs if cr.window_ok),
+                                      default=0))
+        # TCP payload databases are scanned over the last `lead` bytes of the stream + the new ones, so a window
+        # rule's fast pattern spanning two segments is found by the same scan; anchored patterns (offset, depth)
+        # are compiled `lead` bytes further on to keep their place in pkt_data
+        self.lead = max(0, seam - 1)
+        self.window_ok = [cr.window_ok for cr in crs]
         self.is_tx = [cr.is_tx for cr in crs]
         self.tx_dirs = [cr.tx_dir for cr in crs]
         self.groups: dict[int, _Group] = {}
@@ -351,7 +366,11 @@ class DetectionEngine:
                         ports = [p for lo, hi in r.dport.ranges for p in range(lo, hi + 1)]
                     elif not cr.sport_any and _port_count(r.sport) <= _PORT_BUCKET_MAX:
                         ports = [-1 - p for lo, hi in r.sport.ranges for p in range(lo, hi + 1)]
-                    entry = (fp.pattern, fp.nocase, cr.idx, ports, _fp_anchor(cr))
+                    anchor = _fp_anchor(cr)
+                    if anchor is not None and g == PROTO_TCP and fp.buffer == "pkt_data" and self.lead:
+                        lo, hi, endswith = anchor
+                        anchor = (lo + self.lead, None if hi is None else hi + self.lead, endswith)
+                    entry = (fp.pattern, fp.nocase, cr.idx, ports, anchor)
                     if key in _SAME_AS_FILE_DATA:
                         key = "file.data"     # the same bytes: one scan serves both (tx_dir picks the body)
                     if fp.buffer == "pkt_data":
@@ -377,6 +396,8 @@ class DetectionEngine:
                     for lo, hi in r.dport.ranges:
                         for port in range(lo, hi + 1):
                             grp.nofp_port.setdefault(port, []).append(cr.idx)
+        self._pad = bytes([_pad_byte(e[0] for (g, key, _), ents in entries.items() if g == PROTO_TCP and
+                                     key == "pkt_data" for e in ents)]) * self.lead
         self.compiled_from_cache = 0
         for (g, key, d), ents in list(entries.items()):
             if key != "pkt_data":
@@ -418,11 +439,15 @@ class DetectionEngine:
                 grp.tx_prefilters.setdefault((app, d), []).append((name, tuple(transforms), pf,
                                                                    _version_kind(name)))
         for grp in self.groups.values():
-            for app, entries_ in grp.tx_prefilters.items():
+            for (app, d), entries_ in grp.tx_prefilters.items():
                 kinds: dict[int, list] = {}
                 for name, transforms, pf, kind in entries_:
-                    kinds.setdefault(kind, []).append((name, transforms, pf))
-                grp.tx_kinds[app] = sorted(kinds.items())
+                    # the single HTTP header buffers come straight from their getters (what _buffers would
+                    # build, without the dispatch)
+                    get = buffer_getter(name, bool(d)) if app == "http" and kind not in _BODY_KINDS \
+                        and name not in _HTTP_MULTI else None
+                    kinds.setdefault(kind, []).append((name, transforms, pf, get))
+                grp.tx_kinds[(app, d)] = sorted(kinds.items())
             grp.nofp_any.sort()
             for table in (grp.nofp_port, grp.nofp_sport, grp.nofp_src4, grp.nofp_dst4):
                 for lst in table.values():
@@ -431,16 +456,6 @@ class DetectionEngine:
         self.thresholds: OrderedDict = OrderedDict()
         self.evaluated = 0          # full rule evaluations (for profiling/benchmarks)
         self._bufcache: dict = {}   # transaction buffers built for the current packet
-        # (name, to_server) -> get(tx): direct getters for the single HTTP buffers the prefilter scans
-        self._http_getters: dict = {}
-        for grp in self.groups.values():
-            for (app, d), kinds_ in grp.tx_kinds.items():
-                for kind, bufs in kinds_:
-                    for name, _, _ in bufs:
-                        get = buffer_getter(name, bool(d)) if app == "http" and kind not in _BODY_KINDS \
-                            and name not in _HTTP_MULTI else None
-                        if get is not None:
-                            self._http_getters[(name, d)] = get
         self._pkt_events: tuple = (None, frozenset())   # (packet, its decoder events), for decode-event rules
         self._decoder_only: list | None = None          # decode-event-only rules, built on first use
 
@@ -473,10 +488,10 @@ class DetectionEngine:
         """Rules matching this packet. `pkt_data` is the payload / stream bytes to inspect; `txs` is a list of
         (app, tx) the app-layer stage updated on this packet; `established` is the flow state as the packet
         found it (see flow_state); `stream_tail` the stream bytes just before pkt_data (at most STREAM_WINDOW):
-        window rules (_window_ok) are tried on tail + pkt_data when their fast pattern spans the seam or, with
-        several contents, when they fail on pkt_data; they match when they do not already match the tail alone.
-        (Not caught: a rule whose fast pattern lies wholly in the tail while a later content completes now.) Returns matches in evaluation order, after flowbits/thresholds were
-        applied; a matching pass rule stops the evaluation."""
+        window rules (_window_ok) are tried on tail + pkt_data when their fast pattern lies in the last `lead`
+        bytes of the tail + pkt_data and they fail on pkt_data alone; they match when they do not already match
+        the tail alone. Returns matches in evaluation order, after flowbits/thresholds were applied; a matching
+        pass rule stops the evaluation."""
         state = flow.state.get("ids")
         if state is None:
             state = flow_state(flow)
@@ -490,25 +505,30 @@ class DetectionEngine:
             return []
         rules = self.rules
         parts: list = []                   # lists/tuples of candidate packet-rule indexes
-        if pkt_data:
-            for pf, dport, sport in route[2]:
-                found = pf.scan(pkt_data, dport, sport)
-                if found:
-                    parts += found
         window = None
         seam_cands = ()
-        if stream_tail and pkt_data:
-            # content split over segments: scan the seam (a fast pattern's length of bytes on either side)
-            # for fast patterns that span it
-            n = self.seam - 1
-            seam = stream_tail[-n:] + pkt_data[:n] if n > 0 else b""
-            found = []
+        if pkt_data:
+            scan = pkt_data
+            lead = self.lead
+            if lead and route[4]:
+                # TCP databases expect `lead` bytes of the stream before the new ones (padding when there are
+                # fewer): one scan finds both the fast patterns in pkt_data and those spanning the seam with
+                # the previous segment (content split over segments)
+                if stream_tail:
+                    before = stream_tail[-lead:]
+                    if len(before) < lead:
+                        before = self._pad[len(before):] + before
+                else:
+                    before = self._pad
+                scan = before + pkt_data
             for pf, dport, sport in route[2]:
-                found += pf.scan(seam, dport, sport)
-            if found:
-                seam_cands = {i for lst in found for i in lst if rules[i].window_ok}
-                if seam_cands:
-                    parts = parts + [seam_cands]
+                found = pf.scan(scan, dport, sport)
+                if found:
+                    parts += found
+            if stream_tail and parts:
+                # the window rules among them may complete on tail + pkt_data
+                window_ok = self.window_ok
+                seam_cands = {i for lst in parts for i in lst if window_ok[i]}
         if route[3]:
             parts.append(route[3])
         if not parts and not txs:
@@ -548,7 +568,7 @@ class DetectionEngine:
                             and sig > prev[0]:
                         # a growing body: scan only what was added (plus a pattern's length of overlap)
                         hits.update(prev[1])
-                        for name, transforms, pf in bufs:
+                        for name, transforms, pf, _ in bufs:
                             if name == "file.data" and not to_server and not transforms and \
                                     type(tx) is HttpTransaction:
                                 # a response body segment: only the new bytes are copied out of the body for
@@ -567,25 +587,30 @@ class DetectionEngine:
                                     start = 0
                                 for tup in pf.scan(buf[start:], dport, sport):
                                     hits.update(tup)
-                    else:
-                        body = kind in _BODY_KINDS
-                        # a whole HTTP transaction: its header buffers straight from the getters (what _buffers
-                        # would build, without the dispatch), kept for the candidate rules
-                        getters = self._http_getters if not body and type(tx) is HttpTransaction else None
-                        bufcache = self._bufcache
-                        for name, transforms, pf in bufs:
-                            # headers, hosts, user agents repeat from tx to tx: remembered scans (prefilter.py)
-                            scan = pf.scan if body else pf.scan_memo
-                            get = getters.get((name, to_server)) if getters is not None else None
-                            if get is not None:
-                                b = get(tx)
-                                scan_bufs = bufcache[(id(tx), name, to_server)] = [b] if b else []
-                            else:
-                                scan_bufs = self._prefilter_buffers(app, tx, name, to_server)[0]
-                            for buf in scan_bufs:
+                    elif kind in _BODY_KINDS:
+                        for name, transforms, pf, _ in bufs:
+                            for buf in self._prefilter_buffers(app, tx, name, to_server)[0]:
                                 if transforms:
                                     buf = apply_transforms(buf, transforms)
-                                for tup in scan(buf, dport, sport):
+                                for tup in pf.scan(buf, dport, sport):
+                                    hits.update(tup)
+                    else:
+                        is_http = type(tx) is HttpTransaction
+                        for name, transforms, pf, get in bufs:
+                            # headers, hosts, user agents repeat from tx to tx: remembered scans (prefilter.py)
+                            if get is not None and is_http:
+                                buf = get(tx)
+                                if not buf:
+                                    continue
+                                if transforms:
+                                    buf = apply_transforms(buf, transforms)
+                                for tup in pf.scan_memo(buf, dport, sport):
+                                    hits.update(tup)
+                                continue
+                            for buf in self._prefilter_buffers(app, tx, name, to_server)[0]:
+                                if transforms:
+                                    buf = apply_transforms(buf, transforms)
+                                for tup in pf.scan_memo(buf, dport, sport):
                                     hits.update(tup)
                     memo[kind] = (sig, hits)
                     found.update(hits)
@@ -707,12 +732,13 @@ class DetectionEngine:
         return out
 
     def _route(self, pkt, to_server: bool) -> tuple:
-        """(engine, group, payload scans [(database, dport, sport)], sorted no-fast-pattern candidates) for the
+        """(engine, group, payload scans [(database, dport, sport)], sorted no-fast-pattern candidates, whether the
+        payload scans take the stream lead (TCP)) for the
         packets of one flow direction: the packet's addresses and ports pick them, and the flow fixes those."""
         proto = pkt.proto
         grp = self.groups.get(PROTO_ICMP if proto == PROTO_ICMPV6 else proto if proto in _GROUPS else 0)
         if grp is None:
-            return (self, None, (), ())
+            return (self, None, (), (), False)
         dport, sport = pkt.dport, pkt.sport
         scans = []
         pf = grp.prefilters.get("pkt_data" if to_server else _PKT_DATA_TO_CLIENT)
@@ -730,7 +756,7 @@ class DetectionEngine:
             nofp.update(grp.nofp_dst4.get(int.from_bytes(pkt.dst[:2], "big"), ()))
         else:
             nofp.update(grp.nofp_addr6)
-        return (self, grp, tuple(scans), tuple(sorted(nofp)))
+        return (self, grp, tuple(scans), tuple(sorted(nofp)), proto == PROTO_TCP)
 
     def _buffers(self, app: str, tx, name: str, to_server) -> list[bytes]:
         """_tx_buffers, built once per packet (the prefilter and every candidate rule share them)."""
