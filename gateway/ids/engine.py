@@ -596,10 +596,13 @@ class DetectionEngine:
                                     hits.update(tup)
                     else:
                         is_http = type(tx) is HttpTransaction
+                        bufcache = self._bufcache
                         for name, transforms, pf, get in bufs:
                             # headers, hosts, user agents repeat from tx to tx: remembered scans (prefilter.py)
                             if get is not None and is_http:
                                 buf = get(tx)
+                                # kept for the candidate rules (what _buffers would build)
+                                bufcache[(id(tx), name, to_server)] = [buf] if buf else []
                                 if not buf:
                                     continue
                                 if transforms:

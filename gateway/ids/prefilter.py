@@ -50,7 +50,7 @@ class BufferPrefilter:
     "|05|" of a DCERPC rule for port 135 hits nearly every packet, but is only a candidate on port 135)."""
 
     __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len", "_any_only",
-                 "_literals", "_any_nocase", "_memo")
+                 "_literals", "_any_nocase", "_memo", "_port_keys", "_merged")
 
     def __init__(self, entries: list[tuple], cache_dir: Path | None = None):
         """entries: (pattern, nocase, rule_index[, ports[, anchor]]) with ports None (any) or an iterable of port
@@ -76,6 +76,8 @@ class BufferPrefilter:
         self.targets = tuple((tuple(a), {p: tuple(v) for p, v in by.items()} or None) for a, by in targets)
         # fast path when no pattern is port-bucketed: pid -> rule tuple directly
         self._any_only = tuple(a for a, _ in self.targets) if all(by is None for _, by in self.targets) else None
+        self._port_keys = frozenset(p for _, by in self.targets if by for p in by)
+        self._merged: dict[tuple, list] = {}     # (dst port key, src port key) -> pid -> rule tuple (_targets)
         self.patterns = tuple(ids)      # (pattern, nocase[, anchor])
         self.max_len = max((len(k[0]) for k in self.patterns), default=0)   # for incremental scans
         self.from_cache = False
@@ -187,19 +189,27 @@ class BufferPrefilter:
         if self._any_only is not None:
             any_only = self._any_only
             return [any_only[pid] for pid in pids]
-        targets = self.targets
+        # the rules of each pattern for this pair of port keys, merged once and remembered (a flow's packets
+        # and most flows to a service share the pair: ports no rule names count as none)
+        keys = self._port_keys
+        dk = dport if dport in keys else None
+        sk = -1 - sport if -1 - sport in keys else None
+        merged = self._merged.get((dk, sk))
+        if merged is None:
+            if len(self._merged) >= MEMO_ENTRIES:
+                self._merged.clear()
+            merged = self._merged[(dk, sk)] = [None] * len(self.targets)
         out = []
         for pid in pids:
-            anyport, by_port = targets[pid]
-            if anyport:
-                out.append(anyport)
-            if by_port is not None:
-                t = by_port.get(dport)
-                if t:
-                    out.append(t)
-                t = by_port.get(-1 - sport)
-                if t:
-                    out.append(t)
+            t = merged[pid]
+            if t is None:
+                anyport, by_port = self.targets[pid]
+                t = anyport
+                if by_port is not None:
+                    t = t + by_port.get(dk, ()) + by_port.get(sk, ())
+                merged[pid] = t
+            if t:
+                out.append(t)
         return out
 
     def __len__(self) -> int:
