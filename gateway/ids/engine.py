@@ -44,6 +44,8 @@ _APP_OF_BUFFER["file.data"] = "http"                # our only file.data produce
 MAX_TX_MEMORY = 256                                 # per flow: transactions whose alerts we remember
 MAX_SCAN_MEMORY = 1024                              # per flow: remembered prefilter scans of tx buffers
 MAX_XBITS = 65536
+MAX_ROUTES = 4096                                   # remembered routes (_route)
+_NO_PORT = 65536                                    # a port no rule names: not a port key either way
 MAX_THRESHOLD_ENTRIES = 65536
 
 
@@ -181,8 +183,8 @@ def _rw_rank(reads: list[bool]) -> int:
 class _Group:
     """The rules of one IP-protocol group."""
 
-    __slots__ = ("prefilters", "port_prefilters", "tx_prefilters", "tx_kinds", "nofp_any", "nofp_port", "tx_nofp", "nofp_src4", "nofp_dst4",
-                 "nofp_addr6", "nofp_sport", "tx_in_pkt")
+    __slots__ = ("prefilters", "port_prefilters", "tx_prefilters", "tx_kinds", "nofp_any", "nofp_port", "tx_nofp",
+                 "nofp_src4", "nofp_dst4", "nofp_addr6", "nofp_sport", "tx_in_pkt", "route_ports")
 
     def __init__(self):
         self.prefilters: dict[str, BufferPrefilter] = {}
@@ -201,6 +203,7 @@ class _Group:
         self.nofp_addr6: list[int] = []     # the same rules when their list also holds IPv6 ranges
         self.nofp_sport: dict[int, list[int]] = {}   # any dst port, a few src ports (server responses)
         self.tx_in_pkt = False              # some transaction rule has its fast pattern in pkt_data
+        self.route_ports: frozenset = frozenset()   # ports (dst or src) some rule of the group names
 
 
 class Match:
@@ -452,10 +455,19 @@ class DetectionEngine:
             for table in (grp.nofp_port, grp.nofp_sport, grp.nofp_src4, grp.nofp_dst4):
                 for lst in table.values():
                     lst.sort()
+            # the /16 indexes keyed as packed address bytes (a packet's src[:2]), and the port keys that make a
+            # route differ (_route)
+            grp.nofp_src4 = {k.to_bytes(2, "big"): v for k, v in grp.nofp_src4.items()}
+            grp.nofp_dst4 = {k.to_bytes(2, "big"): v for k, v in grp.nofp_dst4.items()}
+            ports = set(grp.port_prefilters) | set(grp.nofp_port) | {-1 - p for p in grp.nofp_sport}
+            for pf in grp.prefilters.values():
+                ports |= pf.port_keys
+            grp.route_ports = frozenset(ports)
         self.xbits: OrderedDict = OrderedDict()
         self.thresholds: OrderedDict = OrderedDict()
         self.evaluated = 0          # full rule evaluations (for profiling/benchmarks)
         self._bufcache: dict = {}   # transaction buffers built for the current packet
+        self._routes: dict = {}     # _route key -> route
         self._pkt_events: tuple = (None, frozenset())   # (packet, its decoder events), for decode-event rules
         self._decoder_only: list | None = None          # decode-event-only rules, built on first use
 
@@ -736,30 +748,48 @@ class DetectionEngine:
 
     def _route(self, pkt, to_server: bool) -> tuple:
         """(engine, group, payload scans [(database, dport, sport)], sorted no-fast-pattern candidates, whether the
-        payload scans take the stream lead (TCP)) for the
-        packets of one flow direction: the packet's addresses and ports pick them, and the flow fixes those."""
+        payload scans take the stream lead (TCP)) for the packets of one flow direction: the packet's addresses
+        and ports pick them, and the flow fixes those. Shared by the flows whose ports and /16s select the same
+        (an ephemeral client port or an address no rule names counts as none)."""
         proto = pkt.proto
-        grp = self.groups.get(PROTO_ICMP if proto == PROTO_ICMPV6 else proto if proto in _GROUPS else 0)
+        g = PROTO_ICMP if proto == PROTO_ICMPV6 else proto if proto in _GROUPS else 0
+        grp = self.groups.get(g)
         if grp is None:
             return (self, None, (), (), False)
-        dport, sport = pkt.dport, pkt.sport
+        keys = grp.route_ports
+        dport = pkt.dport if pkt.dport in keys else _NO_PORT
+        sport = pkt.sport if -1 - pkt.sport in keys else _NO_PORT
+        if pkt.version == 4:
+            src16 = pkt.src[:2]
+            src16 = src16 if src16 in grp.nofp_src4 else None
+            dst16 = pkt.dst[:2]
+            dst16 = dst16 if dst16 in grp.nofp_dst4 else None
+        else:
+            src16 = dst16 = 6
+        key = (g, to_server, dport, sport, src16, dst16)
+        route = self._routes.get(key)
+        if route is not None:
+            return route
         scans = []
         pf = grp.prefilters.get("pkt_data" if to_server else _PKT_DATA_TO_CLIENT)
         if pf is not None:
             scans.append((pf, dport, sport))
-        for key in (dport, -1 - sport):
-            pf = grp.port_prefilters.get(key)
+        for pk in (dport, -1 - sport):
+            pf = grp.port_prefilters.get(pk)
             if pf is not None:
-                scans.append((pf, -1, -1))
+                scans.append((pf, _NO_PORT, _NO_PORT))
         nofp = set(grp.nofp_any)
         nofp.update(grp.nofp_port.get(dport, ()))
         nofp.update(grp.nofp_sport.get(sport, ()))
-        if pkt.version == 4:
-            nofp.update(grp.nofp_src4.get(int.from_bytes(pkt.src[:2], "big"), ()))
-            nofp.update(grp.nofp_dst4.get(int.from_bytes(pkt.dst[:2], "big"), ()))
-        else:
+        if src16 == 6:
             nofp.update(grp.nofp_addr6)
-        return (self, grp, tuple(scans), tuple(sorted(nofp)), proto == PROTO_TCP)
+        else:
+            nofp.update(grp.nofp_src4.get(src16, ()))
+            nofp.update(grp.nofp_dst4.get(dst16, ()))
+        if len(self._routes) >= MAX_ROUTES:
+            self._routes.clear()
+        route = self._routes[key] = (self, grp, tuple(scans), tuple(sorted(nofp)), g == PROTO_TCP)
+        return route
 
     def _buffers(self, app: str, tx, name: str, to_server) -> list[bytes]:
         """_tx_buffers, built once per packet (the prefilter and every candidate rule share them)."""

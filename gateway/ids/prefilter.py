@@ -50,7 +50,7 @@ class BufferPrefilter:
     "|05|" of a DCERPC rule for port 135 hits nearly every packet, but is only a candidate on port 135)."""
 
     __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len", "_any_only",
-                 "_literals", "_any_nocase", "_memo", "_port_keys", "_merged")
+                 "_literals", "_any_nocase", "_memo", "port_keys", "_merged")
 
     def __init__(self, entries: list[tuple], cache_dir: Path | None = None):
         """entries: (pattern, nocase, rule_index[, ports[, anchor]]) with ports None (any) or an iterable of port
@@ -76,7 +76,7 @@ class BufferPrefilter:
         self.targets = tuple((tuple(a), {p: tuple(v) for p, v in by.items()} or None) for a, by in targets)
         # fast path when no pattern is port-bucketed: pid -> rule tuple directly
         self._any_only = tuple(a for a, _ in self.targets) if all(by is None for _, by in self.targets) else None
-        self._port_keys = frozenset(p for _, by in self.targets if by for p in by)
+        self.port_keys = frozenset(p for _, by in self.targets if by for p in by)
         self._merged: dict[tuple, list] = {}     # (dst port key, src port key) -> pid -> rule tuple (_targets)
         self.patterns = tuple(ids)      # (pattern, nocase[, anchor])
         self.max_len = max((len(k[0]) for k in self.patterns), default=0)   # for incremental scans
@@ -191,7 +191,7 @@ class BufferPrefilter:
             return [any_only[pid] for pid in pids]
         # the rules of each pattern for this pair of port keys, merged once and remembered (a flow's packets
         # and most flows to a service share the pair: ports no rule names count as none)
-        keys = self._port_keys
+        keys = self.port_keys
         dk = dport if dport in keys else None
         sk = -1 - sport if -1 - sport in keys else None
         merged = self._merged.get((dk, sk))
