@@ -37,6 +37,9 @@ ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
 _GROUPS = (PROTO_TCP, PROTO_UDP, PROTO_ICMP, 0)     # 0: every other IP protocol (and ICMPv6 shares ICMP)
 _PORT_BUCKET_MAX = 1024                             # rules with more dst ports go to the any-port list
 _PORT_DB_MAX_PORTS = 16
+# a port-bound fast pattern this long is rare enough in other traffic to sit in the shared payload database
+# (its port checked when it hits) instead of costing its port's packets a scan of their own
+_PORT_DB_SHARED_LEN = 4
 # http.request_body / http.response_body are file.data of their direction (applayer/http.py)
 _SAME_AS_FILE_DATA = {"http.request_body", "http.response_body"}                             # payload rules on at most this many ports: per-port DBs
 _APP_OF_BUFFER = {name: spec.app_proto for name, spec in BUFFERS.items()}
@@ -411,7 +414,7 @@ class DetectionEngine:
             by_port: dict[int, list] = {}
             rest = []
             for e in ents:
-                if e[3] is not None and len(e[3]) <= _PORT_DB_MAX_PORTS:
+                if e[3] is not None and len(e[3]) <= _PORT_DB_MAX_PORTS and len(e[0]) < _PORT_DB_SHARED_LEN:
                     for pk in e[3]:
                         by_port.setdefault(pk, []).append((e[0], e[1], e[2], None, e[4]))
                 else:
