@@ -10,7 +10,8 @@ reload). Resident memory is that process's VmRSS after the load.
 
 Throughput: a mixed trace crafted with scapy once, outside the timed region, of interleaved
 conversations - HTTP (request, 8 KB response in 1.4 KB segments, ACKs, close), DNS over UDP (query and
-answer) and TLS (ClientHello with SNI, server records). Each configuration gets a fresh Inspector over the
+answer) and TLS 1.3 (ClientHello with SNI; ServerHello, CCS and 2.5 KB of encrypted handshake; the client's CCS,
+Finished and request; an 8 KB encrypted response). Each configuration gets a fresh Inspector over the
 same trace: `rules_off` (firewall, stream, app-layer) and `rules_on` (the same plus the IDS stage with the
 whole ruleset). pps_cpu / mbps_cpu divide by process CPU time (per core); medians over the repeats. Counts
 and time are bounded (--count packets per run, --max-seconds per configuration).
@@ -98,20 +99,30 @@ def build_trace(conversations: int, seed: int = 1) -> list[bytes]:
                    f"Cookie: session={rnd.getrandbits(64):x}\r\n\r\n").encode()
             first = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n"
                      % len(body))
-            payload = first + body
+            exchanges = [(True, req), (False, first + body)]
         else:
-            req = _client_hello(f"www.tls{n % 30}.example".encode())
-            payload = (b"\x16\x03\x03\x00\x31\x02\x00\x00\x2d\x03\x03" + bytes(32) + b"\x00\x13\x01\x00\x00\x05"
-                       b"\x00\x2b\x00\x02\x03\x04" + b"\x17\x03\x03\x1f\x40" + bytes(rnd.getrandbits(8)
-                                                                                   for _ in range(8000)))
-        pk.append(c("PA", cs, ss, req))
-        cs += len(req)
-        for i in range(0, len(payload), 1400):
-            seg = payload[i:i + 1400]
-            pk.append(s("A" if i + 1400 < len(payload) else "PA", ss, cs, seg))
-            ss += len(seg)
-            if (i // 1400) % 2:
-                pk.append(c("A", cs, ss))
+            # a TLS 1.3 session as browsers run it: ClientHello; ServerHello, CCS and the encrypted rest of the
+            # server's handshake; the client's CCS, Finished and request; then the encrypted response
+            def appdata(size):
+                return b"\x17\x03\x03" + struct.pack("!H", size) + bytes(rnd.getrandbits(8) for _ in range(size))
+            ccs = b"\x14\x03\x03\x00\x01\x01"
+            server_hello = (b"\x16\x03\x03\x00\x31\x02\x00\x00\x2d\x03\x03" + bytes(32) +
+                            b"\x00\x13\x01\x00\x00\x05\x00\x2b\x00\x02\x03\x04")
+            exchanges = [(True, _client_hello(f"www.tls{n % 30}.example".encode())),
+                         (False, server_hello + ccs + appdata(2500)),
+                         (True, ccs + appdata(53) + appdata(120)),
+                         (False, appdata(8000))]
+        for to_server, payload in exchanges:
+            if to_server:
+                pk.append(c("PA", cs, ss, payload))
+                cs += len(payload)
+                continue
+            for i in range(0, len(payload), 1400):
+                seg = payload[i:i + 1400]
+                pk.append(s("A" if i + 1400 < len(payload) else "PA", ss, cs, seg))
+                ss += len(seg)
+                if (i // 1400) % 2:
+                    pk.append(c("A", cs, ss))
         pk += [c("FA", cs, ss), s("FA", ss, cs + 1), c("A", cs + 1, ss + 1)]
         convs.append(pk)
     # interleave up to 32 conversations at a time, as on a link
