@@ -46,7 +46,18 @@ def _val(v, st: _State) -> int | None:
 
 
 def match_list(ml, buf: bytes, lowered: bytes | None = None) -> bool:
-    """Does the MatchList `ml` match the buffer `buf`? `lowered` may pass buf.lower() if already made."""
+    """Does the MatchList `ml` match the buffer `buf`? `lowered` may pass buf.lower() if already made.
+
+    Runs the function compiled for ml.matches on its first evaluation (match_compile.py); its answer is
+    match_generic's, which stays the reference and the fallback."""
+    fn = ml.compiled
+    if fn is None:
+        fn = ml.compiled = compile_list(ml.matches)
+    return fn(buf, lowered)
+
+
+def match_generic(ml, buf: bytes, lowered: bytes | None = None) -> bool:
+    """match_list by the generic interpreter (the reference semantics; the fallback of compile_list)."""
     matches = ml.matches
     if not matches:
         return True
@@ -339,3 +350,344 @@ def url_decode(buf: bytes) -> bytes:
     if b"%" not in buf and b"+" not in buf:
         return buf
     return _URL_ESCAPE.sub(_url_unescape, buf)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Compiled evaluation. Each MatchList becomes, on its first evaluation, one Python function specialised for
+# its keywords: windows, lowered nocase patterns, the retry rule (_relative_next) and which keywords read the
+# cursor are worked out once here instead of per call. The generated code is the interpreter unrolled, so it
+# gives the same answers:
+# - the list is a chain (keyword i runs only after 0..i-1 held), written as nested blocks: a FAIL of a
+#   relative keyword falls out of its block to the next occurrence of the innermost content/pcre that retries
+#   (or to `return False`), a STOP (absolute content missing, isdataat absolute, bsize) is `return False`;
+# - a content or pcre that the interpreter would retry becomes a `while` loop over its occurrences, and then
+#   the recursion budget is counted exactly as the interpreter counts it (one per keyword visited, one per
+#   retry). Budget exhaustion only ever turns the answer to False, so it is checked at every retry (to bound
+#   the work) and before `return True`, which gives the interpreter's answer;
+# - byte_extract (variables) and anything the generator does not know run on the interpreter.
+
+_MAX_NESTING = 60       # nested blocks per generated function (Python allows 100 indents, 20 loops)
+_MAX_LOOPS = 18
+
+
+# (bytes, its lower()) of the last buffer lowered: the candidate rules of one buffer share the lowering.
+# One tuple in a box, swapped whole, so a reader never pairs a buffer with another one's lowering.
+_LAST_LOWER: list = [(None, None)]
+
+
+def _lower_cached(buf):
+    low = buf.lower()
+    if type(buf) is bytes:          # immutable, so identity means same content
+        _LAST_LOWER[0] = (buf, low)
+    return low
+
+
+def compile_list(matches: list):
+    """A function (buf, lowered) -> bool giving match_generic's answer for `matches`."""
+    if not matches:
+        return _always
+    try:
+        fn = _Generator(matches).build()
+    except (_Unsupported, SyntaxError, RecursionError, MemoryError):
+        fn = None
+    if fn is None:
+        return _generic_for(matches)
+    return fn
+
+
+def _always(buf, lowered=None) -> bool:
+    return True
+
+
+def _generic_for(matches: list):
+    def generic(buf, lowered=None, _matches=matches):
+        return _inspect(_matches, 0, buf, lowered, 0, _State()) == _OK
+    return generic
+
+
+class _Unsupported(Exception):
+    """The generator leaves this list to the interpreter."""
+
+
+_CODE_CACHE: dict[str, object] = {}     # generated source -> code of its factory (shapes repeat a lot)
+_NOVARS = _State()                      # for byte_test/byte_jump helpers of lists without byte_extract
+
+
+def _static_int(v) -> int:
+    if type(v) is not int:
+        raise _Unsupported("variable or unexpected value")
+    return v
+
+
+def _moves_cursor(m) -> bool:
+    t = type(m)
+    if t is ContentMatch or t is PcreMatch:
+        return not m.negated
+    return t is ByteJump or t is ByteExtract
+
+
+class _Generator:
+    def __init__(self, matches: list):
+        self.matches = matches
+        self.lines: list[str] = []
+        self.consts: list = []
+        self.low_ready = False
+        self.loops = 0
+        if len(matches) > _MAX_NESTING:
+            raise _Unsupported("long list")
+        for m in matches:
+            if type(m) is ByteExtract or type(m) not in _KINDS:
+                raise _Unsupported(type(m).__name__)
+        # a loop (retry) exists: the budget must be counted
+        self.tracked = any(type(m) in (ContentMatch, PcreMatch) and not m.negated and not
+                           (type(m) is ContentMatch and m.endswith) and _relative_next(matches, i)
+                           for i, m in enumerate(matches))
+
+    def k(self, value) -> str:
+        self.consts.append(value)
+        return f"K{len(self.consts) - 1}"
+
+    def emit(self, ind: int, text: str) -> None:
+        if ind > _MAX_NESTING:
+            raise _Unsupported("too deep")
+        self.lines.append("    " * (ind + 1) + text)
+
+    def prev_used(self, i: int) -> bool:
+        """Does a keyword after i read the cursor i leaves (before another keyword moves it)?"""
+        for m in self.matches[i + 1:]:
+            if getattr(m, "relative", False):
+                return True
+            if _moves_cursor(m):
+                return False
+        return False
+
+    def build(self):
+        body_start = len(self.lines)
+        self.chain(0, 1, "0")
+        self.emit(1, "return False")
+        head = []
+        if any("blen" in line for line in self.lines[body_start:]):
+            head.append("        blen = len(buf)")
+        if self.tracked:
+            head.append(f"        bud = {RECURSION_LIMIT}")
+        names = ", ".join(f"K{j}" for j in range(len(self.consts)))
+        src = "\n".join([f"def factory({names}):", "    def compiled(buf, low=None):"] + head +
+                        self.lines[body_start:] + ["    return compiled", ""])
+        code = _CODE_CACHE.get(src)
+        if code is None:
+            code = compile(src, "<match_list>", "exec")
+            if len(_CODE_CACHE) < 4096:
+                _CODE_CACHE[src] = code
+        ns = {"_lower_cached": _lower_cached, "_LAST": _LAST_LOWER, "_bt": _byte_test, "_bj": _byte_jump,
+              "_NOVARS": _NOVARS, "__builtins__": {"len": len}}
+        exec(code, ns)
+        return ns["factory"](*self.consts)
+
+    def gate(self, i: int, ind: int, cond: str, stop: bool, prev: str) -> None:
+        """Keyword i holds when `cond` (a bool expression); its failure is a STOP (return False) or a FAIL
+        (fall out to the innermost retry). Then the rest of the chain."""
+        if i == len(self.matches) - 1 and not self.tracked:
+            # the last keyword of a list without loops: a FAIL, like a STOP, ends the evaluation
+            self.emit(ind, f"return {cond}")
+        elif stop:
+            self.emit(ind, f"if not ({cond}): return False")
+            self.chain(i + 1, ind, prev)
+        else:
+            self.emit(ind, f"if {cond}:")
+            self.chain(i + 1, ind + 1, prev)
+
+    # one keyword, then the rest of the chain (nested when this keyword's failure is a FAIL)
+    def chain(self, i: int, ind: int, prev: str) -> None:
+        if i == len(self.matches):
+            if self.tracked:
+                self.emit(ind, "if bud < 0: return False")
+            self.emit(ind, "return True")
+            return
+        if self.tracked:
+            self.emit(ind, "bud -= 1")
+        m = self.matches[i]
+        t = type(m)
+        if t is ContentMatch:
+            self.content(i, m, ind, prev)
+        elif t is PcreMatch:
+            self.pcre(i, m, ind, prev)
+        elif t is IsDataAt:
+            size = _static_int(m.size)
+            if m.relative:
+                self.gate(i, ind, f"{prev} + {self.k(size)} {'>' if m.negated else '<='} blen", False, prev)
+            else:
+                self.gate(i, ind, f"{self.k(size)} {'>=' if m.negated else '<'} blen", True, prev)
+        elif t is BufferSize:
+            c = m.compare
+            lo, hi = self.k(c.value), self.k(c.high)
+            cond = {"=": f"blen == {lo}", "<": f"blen < {lo}", ">": f"blen > {lo}", "<>": f"{lo} < blen < {hi}",
+                    "<=": f"blen <= {lo}", ">=": f"blen >= {lo}"}.get(c.op, f"blen != {lo}")
+            self.gate(i, ind, cond, True, prev)
+        elif t is ByteTest:
+            self.gate(i, ind, f"_bt({self.k(m)}, buf, {prev}, _NOVARS)", False, prev)
+        elif t is ByteJump:
+            self.emit(ind, f"c{i} = _bj({self.k(m)}, buf, {prev}, _NOVARS)")
+            self.emit(ind, f"if c{i} is not None:")
+            self.chain(i + 1, ind + 1, f"c{i}")
+        else:
+            raise _Unsupported(t.__name__)
+
+    def content(self, i: int, m: ContentMatch, ind: int, prev: str) -> None:
+        pat = m.pattern.lower() if m.nocase else m.pattern
+        plen = len(pat)
+        K = self.k(pat)
+        # the window [s, e) as the interpreter works it out; s_nonneg/e_nonneg: known >= 0 here
+        retry = not m.negated and not m.endswith and _relative_next(self.matches, i)
+        simple = not m.negated and not m.endswith and not retry and not self.prev_used(i)
+        simple_start = simple and m.startswith and not m.relative and plen > 0
+        if m.relative:
+            dist = _static_int(m.distance) if m.distance is not None else 0
+            if prev == "0":
+                s = str(max(dist, 0))
+            elif dist == 0:
+                s = prev
+            else:
+                self.emit(ind, f"s{i} = {prev} + {self.k(dist)}")
+                if dist < 0:
+                    self.emit(ind, f"if s{i} < 0: s{i} = 0")
+                s = f"s{i}"
+            if m.within is None:
+                e, e_nonneg = "blen", True
+            else:
+                span = dist + _static_int(m.within)
+                self.emit(ind, f"e{i} = {prev} + {self.k(span)}" if prev != "0" else f"e{i} = {self.k(span)}")
+                self.emit(ind, f"if e{i} > blen: e{i} = blen")
+                e, e_nonneg = f"e{i}", span >= 0
+        elif m.startswith:
+            s, e, e_nonneg = "0", f"e{i}", True
+            if simple_start:    # the window is not needed: buf.startswith(pattern) says it all
+                e = "blen"
+            else:
+                self.emit(ind, f"e{i} = {self.k(plen)} if {self.k(plen)} < blen else blen")
+        else:
+            off = _static_int(m.offset) if m.offset is not None else 0
+            if off < 0:
+                raise _Unsupported("negative offset")
+            s = self.k(off) if off else "0"
+            if m.depth is None:
+                e, e_nonneg = "blen", True
+            else:
+                lim = off + _static_int(m.depth)
+                self.emit(ind, f"e{i} = {self.k(lim)} if {self.k(lim)} < blen else blen")
+                e, e_nonneg = f"e{i}", lim >= 0 and off >= 0
+        # find() answers -1 on a window shorter than the pattern by itself, unless a bound is negative
+        guard = "" if (plen > 0 and e_nonneg) else f"{e} - {s} >= {self.k(plen)} and "
+        whole = s == "0" and e == "blen"
+        fail_is_stop = not m.relative
+
+        if m.negated:
+            hay = self.lowered(ind, m)
+            if m.endswith:
+                found = f"{guard}{hay}.endswith({K}, {s}, {e}) and {e} == blen"
+            elif whole and not guard:
+                found = f"{K} in {hay}"
+            else:
+                found = f"{guard}{_find(hay, K, s, e)} >= 0"
+            self.gate(i, ind, f"not ({found})", fail_is_stop, prev)
+            return
+
+        if m.endswith:
+            if whole and not guard:
+                # buf.lower().endswith(K) without lowering the whole buffer (lower() is per byte)
+                cond = f"buf[-{self.k(plen)}:].lower() == {K}" if m.nocase else f"buf.endswith({K})"
+            else:
+                cond = f"{guard}{e} == blen and {self.lowered(ind, m)}.endswith({K}, {s}, {e})"
+            self.gate(i, ind, cond, fail_is_stop, "blen")
+            return
+
+        if simple:
+            if simple_start:
+                cond = f"buf[:{self.k(plen)}].lower() == {K}" if m.nocase else f"buf.startswith({K})"
+            elif whole and not guard:
+                cond = f"{K} in {self.lowered(ind, m)}"
+            else:
+                cond = f"{guard}{_find(self.lowered(ind, m), K, s, e)} >= 0"
+            self.gate(i, ind, cond, fail_is_stop, prev)
+            return
+        q, p = f"q{i}", f"p{i}"
+        hay = self.lowered(ind, m)
+        find = _find(hay, K, s, e)
+        self.emit(ind, f"{q} = {find} if {guard[:-5]} else -1" if guard else f"{q} = {find}")
+        if fail_is_stop:
+            self.emit(ind, f"if {q} < 0: return False")
+        if not retry:
+            if not fail_is_stop:
+                self.emit(ind, f"if {q} >= 0:")
+                ind += 1
+            self.emit(ind, f"{p} = {q} + {self.k(plen)}")
+            self.chain(i + 1, ind, p)
+            return
+        self.loop_start()
+        self.emit(ind, f"while {q} >= 0:")
+        self.emit(ind + 1, f"{p} = {q} + {self.k(plen)}")
+        self.chain(i + 1, ind + 1, p)
+        self.emit(ind + 1, "bud -= 1")
+        self.emit(ind + 1, "if bud < 0: return False")
+        self.emit(ind + 1, f"{q} = {_find(hay, K, q + ' + 1', e)}")
+
+    def lowered(self, ind: int, m: ContentMatch) -> str:
+        """The haystack name for m: "low" (made here unless an earlier keyword, which always ran before
+        this one, made it) for a nocase content, else "buf"."""
+        if not m.nocase:
+            return "buf"
+        if not self.low_ready:
+            self.emit(ind, "if low is None:")
+            self.emit(ind + 1, "c = _LAST[0]")
+            self.emit(ind + 1, "low = c[1] if c[0] is buf else _lower_cached(buf)")
+            self.low_ready = True
+        return "low"
+
+    def loop_start(self) -> None:
+        self.loops += 1
+        if self.loops > _MAX_LOOPS:
+            raise _Unsupported("too many loops")
+
+    def pcre(self, i: int, m: PcreMatch, ind: int, prev: str) -> None:
+        search = self.k(m.regex.search)
+        s = prev if m.relative else "0"
+        if m.negated:
+            arg = "buf" if s == "0" else f"buf, {s}"
+            self.gate(i, ind, f"{search}({arg}) is None", False, prev)
+            return
+        # a relative pcre sees the buffer from the cursor on ("^" anchors there)
+        if s == "0":
+            h = "buf"
+        else:
+            h = f"h{i}"
+            self.emit(ind, f"{h} = buf[{s}:] if {s} else buf")
+        retry = _relative_next(self.matches, i)
+        if not retry and not self.prev_used(i):
+            self.gate(i, ind, f"{search}({h}) is not None", False, prev)
+            return
+        mo, p = f"mo{i}", f"p{i}"
+        end = f"{mo}.end()" if s == "0" else f"{s} + {mo}.end()"
+        self.emit(ind, f"{mo} = {search}({h})")
+        if not retry:
+            self.emit(ind, f"if {mo} is not None:")
+            self.emit(ind + 1, f"{p} = {end}")
+            self.chain(i + 1, ind + 1, p)
+            return
+        self.loop_start()
+        self.emit(ind, f"while {mo} is not None:")
+        self.emit(ind + 1, f"{p} = {end}")
+        self.chain(i + 1, ind + 1, p)
+        self.emit(ind + 1, "bud -= 1")
+        self.emit(ind + 1, "if bud < 0: return False")
+        self.emit(ind + 1, f"n{i} = {mo}.start() + 1")
+        self.emit(ind + 1, f"if n{i} > len({h}): break")
+        self.emit(ind + 1, f"{mo} = {search}({h}, n{i})")
+
+
+def _find(hay: str, pat: str, s: str, e: str) -> str:
+    """hay.find(pat, s, e) without the arguments that are find's defaults (e is blen = len(hay))."""
+    if e == "blen":
+        return f"{hay}.find({pat})" if s == "0" else f"{hay}.find({pat}, {s})"
+    return f"{hay}.find({pat}, {s}, {e})"
+
+
+_KINDS = (ContentMatch, PcreMatch, ByteTest, ByteJump, IsDataAt, BufferSize, ByteExtract)

@@ -195,6 +195,16 @@ class MatchList:
     buffer: str                     # keywords.BUFFERS name; "pkt_data" is the payload / reassembled stream
     transforms: tuple[str, ...] = ()
     matches: list = field(default_factory=list)   # list[Match], rule order
+    # match.py's evaluator for `matches`, made on the first evaluation (matches must not change after it);
+    # not part of the rule's identity and never pickled (it is rebuilt on demand)
+    compiled: object = field(default=None, compare=False, repr=False)
+
+    def __getstate__(self):
+        return (self.buffer, self.transforms, self.matches)
+
+    def __setstate__(self, state):
+        self.buffer, self.transforms, self.matches = state
+        self.compiled = None
 
     @property
     def key(self) -> str:
