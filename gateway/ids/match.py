@@ -14,7 +14,10 @@ DetectEngineContentInspection:
 - Work is bounded: at most RECURSION_LIMIT match attempts per evaluation (Suricata's
   inspection-recursion-limit), after which the list does not match.
 
-`match_list(ml, buf)` returns True/False. byte_extract variables live in a small dict for one evaluation.
+`match_list(ml, buf)` returns True/False. It runs a function generated for the list on its first evaluation
+(compile_list, below: the interpreter unrolled for that keyword sequence, a single content becomes one
+`pattern in buf`); `match_generic` is the interpreter itself, the reference semantics and the fallback (lists
+with byte_extract, whose variables live in a small dict for one evaluation).
 """
 from __future__ import annotations
 
@@ -388,7 +391,8 @@ def compile_list(matches: list):
         return _always
     try:
         fn = _Generator(matches).build()
-    except (_Unsupported, SyntaxError, RecursionError, MemoryError):
+    # _Unsupported, or one of Python's limits on generated code: the interpreter decides
+    except Exception:  # noqa: BLE001
         fn = None
     if fn is None:
         return _generic_for(matches)
@@ -480,7 +484,7 @@ class _Generator:
                 _CODE_CACHE[src] = code
         ns = {"_lower_cached": _lower_cached, "_LAST": _LAST_LOWER, "_bt": _byte_test, "_bj": _byte_jump,
               "_NOVARS": _NOVARS, "__builtins__": {"len": len}}
-        exec(code, ns)
+        exec(code, ns)  # noqa: S102 - our own source, built above from rule values passed as arguments only
         return ns["factory"](*self.consts)
 
     def gate(self, i: int, ind: int, cond: str, stop: bool, prev: str) -> None:
@@ -520,8 +524,9 @@ class _Generator:
         elif t is BufferSize:
             c = m.compare
             lo, hi = self.k(c.value), self.k(c.high)
-            cond = {"=": f"blen == {lo}", "<": f"blen < {lo}", ">": f"blen > {lo}", "<>": f"{lo} < blen < {hi}",
-                    "<=": f"blen <= {lo}", ">=": f"blen >= {lo}"}.get(c.op, f"blen != {lo}")
+            cond = {"=": f"blen == {lo}", "<": f"blen < {lo}", ">": f"blen > {lo}",
+                    "<>": f"{lo} < blen < {hi}", "<=": f"blen <= {lo}",
+                    ">=": f"blen >= {lo}"}.get(c.op, f"blen != {lo}")
             self.gate(i, ind, cond, True, prev)
         elif t is ByteTest:
             self.gate(i, ind, f"_bt({self.k(m)}, buf, {prev}, _NOVARS)", False, prev)
