@@ -22,6 +22,8 @@ LISTS = [
     ("tcp", 'content:"abc"; depth:5;'),
     ("tcp", 'content:"abc"; offset:1; depth:4;'),
     ("tcp", 'content:"aB"; nocase; offset:3; depth:3;'),
+    ("tcp", 'content:"./"; nocase; content:"a"; distance:0; within:2;'),     # nocase without letters
+    ("http", 'http.uri; content:"/."; nocase; startswith;'),
     ("tcp", 'content:!"ab"; offset:2; depth:4;'),
     ("http", 'http.uri; content:"/ab"; startswith;'),
     ("http", 'http.uri; content:"/AB"; startswith; nocase;'),
@@ -184,5 +186,5 @@ def test_known_answers(opts):
                                           b"a\x02bcb", b"/a.ab.c", b"ABCab", b"abcabcab", b"a" * 8,
                                           b"/abcbac", b"ab", b"/ba", b"ab.ab", b".ab.c", b"abxxxxx",
                                           b"\x01aab", b"cab", b"abccd", b"abcxbac", b"/abcbxa", b"bab",
-                                          b"ac", b"abxca")}
+                                          b"ac", b"abxca", b"./a", b"/.x")}
     assert seen == {True, False}, opts

@@ -539,6 +539,8 @@ class _Generator:
 
     def content(self, i: int, m: ContentMatch, ind: int, prev: str) -> None:
         pat = m.pattern.lower() if m.nocase else m.pattern
+        # nocase only matters for a pattern with letters (lower() changes nothing else, in either string)
+        nocase = m.nocase and pat != m.pattern.upper()
         plen = len(pat)
         K = self.k(pat)
         # the window [s, e) as the interpreter works it out; s_nonneg/e_nonneg: known >= 0 here
@@ -586,7 +588,7 @@ class _Generator:
         fail_is_stop = not m.relative
 
         if m.negated:
-            hay = self.lowered(ind, m)
+            hay = self.lowered(ind, nocase)
             if m.endswith:
                 found = f"{guard}{hay}.endswith({K}, {s}, {e}) and {e} == blen"
             elif whole and not guard:
@@ -599,23 +601,23 @@ class _Generator:
         if m.endswith:
             if whole and not guard:
                 # buf.lower().endswith(K) without lowering the whole buffer (lower() is per byte)
-                cond = f"buf[-{self.k(plen)}:].lower() == {K}" if m.nocase else f"buf.endswith({K})"
+                cond = f"buf[-{self.k(plen)}:].lower() == {K}" if nocase else f"buf.endswith({K})"
             else:
-                cond = f"{guard}{e} == blen and {self.lowered(ind, m)}.endswith({K}, {s}, {e})"
+                cond = f"{guard}{e} == blen and {self.lowered(ind, nocase)}.endswith({K}, {s}, {e})"
             self.gate(i, ind, cond, fail_is_stop, "blen")
             return
 
         if simple:
             if simple_start:
-                cond = f"buf[:{self.k(plen)}].lower() == {K}" if m.nocase else f"buf.startswith({K})"
+                cond = f"buf[:{self.k(plen)}].lower() == {K}" if nocase else f"buf.startswith({K})"
             elif whole and not guard:
-                cond = f"{K} in {self.lowered(ind, m)}"
+                cond = f"{K} in {self.lowered(ind, nocase)}"
             else:
-                cond = f"{guard}{_find(self.lowered(ind, m), K, s, e)} >= 0"
+                cond = f"{guard}{_find(self.lowered(ind, nocase), K, s, e)} >= 0"
             self.gate(i, ind, cond, fail_is_stop, prev)
             return
         q, p = f"q{i}", f"p{i}"
-        hay = self.lowered(ind, m)
+        hay = self.lowered(ind, nocase)
         find = _find(hay, K, s, e)
         self.emit(ind, f"{q} = {find} if {guard[:-5]} else -1" if guard else f"{q} = {find}")
         if fail_is_stop:
@@ -635,10 +637,10 @@ class _Generator:
         self.emit(ind + 1, "if bud < 0: return False")
         self.emit(ind + 1, f"{q} = {_find(hay, K, q + ' + 1', e)}")
 
-    def lowered(self, ind: int, m: ContentMatch) -> str:
+    def lowered(self, ind: int, nocase: bool) -> str:
         """The haystack name for m: "low" (made here unless an earlier keyword, which always ran before
         this one, made it) for a nocase content, else "buf"."""
-        if not m.nocase:
+        if not nocase:
             return "buf"
         if not self.low_ready:
             self.emit(ind, "if low is None:")
