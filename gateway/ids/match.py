@@ -413,7 +413,7 @@ class _Unsupported(Exception):
     """The generator leaves this list to the interpreter."""
 
 
-_CODE_CACHE: dict[str, object] = {}     # generated source -> code of its factory (shapes repeat a lot)
+_FACTORIES: dict[str, object] = {}      # generated source -> its factory (list shapes repeat a lot)
 _NOVARS = _State()                      # for byte_test/byte_jump helpers of lists without byte_extract
 
 
@@ -477,15 +477,15 @@ class _Generator:
         names = ", ".join(f"K{j}" for j in range(len(self.consts)))
         src = "\n".join([f"def factory({names}):", "    def compiled(buf, low=None):"] + head +
                         self.lines[body_start:] + ["    return compiled", ""])
-        code = _CODE_CACHE.get(src)
-        if code is None:
-            code = compile(src, "<match_list>", "exec")
-            if len(_CODE_CACHE) < 4096:
-                _CODE_CACHE[src] = code
-        ns = {"_lower_cached": _lower_cached, "_LAST": _LAST_LOWER, "_bt": _byte_test, "_bj": _byte_jump,
-              "_NOVARS": _NOVARS, "__builtins__": {"len": len}}
-        exec(code, ns)  # noqa: S102 - our own source, built above from rule values passed as arguments only
-        return ns["factory"](*self.consts)
+        factory = _FACTORIES.get(src)
+        if factory is None:
+            made: dict = {}
+            # our own source, built above; rule values only ever reach it as the factory's arguments
+            exec(compile(src, "<match_list>", "exec"), _GENERATED_GLOBALS, made)  # noqa: S102
+            factory = made["factory"]
+            if len(_FACTORIES) < 4096:
+                _FACTORIES[src] = factory
+        return factory(*self.consts)
 
     def gate(self, i: int, ind: int, cond: str, stop: bool, prev: str) -> None:
         """Keyword i holds when `cond` (a bool expression); its failure is a STOP (return False) or a FAIL
@@ -696,5 +696,9 @@ def _find(hay: str, pat: str, s: str, e: str) -> str:
         return f"{hay}.find({pat})" if s == "0" else f"{hay}.find({pat}, {s})"
     return f"{hay}.find({pat}, {s}, {e})"
 
+
+# what generated code may use (one dict shared by all of them)
+_GENERATED_GLOBALS = {"_lower_cached": _lower_cached, "_LAST": _LAST_LOWER, "_bt": _byte_test,
+                      "_bj": _byte_jump, "_NOVARS": _NOVARS, "__builtins__": {"len": len}}
 
 _KINDS = (ContentMatch, PcreMatch, ByteTest, ByteJump, IsDataAt, BufferSize, ByteExtract)
