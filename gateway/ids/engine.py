@@ -366,8 +366,8 @@ class DetectionEngine:
                 if usable:
                     key = "|".join((fp.buffer,) + fp.transforms)
                     ports = None      # port keys (prefilter.py): dst p -> p, src p -> -1 - p
-                    if r.bidirectional:
-                        pass
+                    if r.bidirectional or r.transactional:
+                        pass          # either way round (a transactional rule is also met on responses)
                     elif not cr.dport_any and _port_count(r.dport) <= _PORT_BUCKET_MAX:
                         ports = [p for lo, hi in r.dport.ranges for p in range(lo, hi + 1)]
                     elif not cr.sport_any and _port_count(r.sport) <= _PORT_BUCKET_MAX:
@@ -818,7 +818,11 @@ class DetectionEngine:
         r = cr.rule
         if r.app_proto is not None and flow.app_proto != r.app_proto:
             return False
-        if not self._addresses(cr, pkt):
+        if r.transactional and not to_server:
+            # a transactional rule names the request's addresses; a response has them the other way round
+            if not self._addresses(cr, pkt, swapped=True):
+                return False
+        elif not self._addresses(cr, pkt):
             return False
         fm = r.flow
         if fm is not None:
@@ -881,13 +885,13 @@ class DetectionEngine:
         return True
 
     @staticmethod
-    def _addresses(cr: _CRule, pkt) -> bool:
+    def _addresses(cr: _CRule, pkt, swapped: bool = False) -> bool:
         r = cr.rule
-        if ((cr.src_any or r.src.contains(pkt.src)) and (cr.dst_any or r.dst.contains(pkt.dst))
-                and (cr.sport_any or r.sport.contains(pkt.sport))
-                and (cr.dport_any or r.dport.contains(pkt.dport))):
+        if not swapped and ((cr.src_any or r.src.contains(pkt.src)) and (cr.dst_any or r.dst.contains(pkt.dst))
+                            and (cr.sport_any or r.sport.contains(pkt.sport))
+                            and (cr.dport_any or r.dport.contains(pkt.dport))):
             return True
-        if r.bidirectional:
+        if r.bidirectional or swapped:
             return ((cr.src_any or r.src.contains(pkt.dst)) and (cr.dst_any or r.dst.contains(pkt.src))
                     and (cr.sport_any or r.sport.contains(pkt.dport))
                     and (cr.dport_any or r.dport.contains(pkt.sport)))

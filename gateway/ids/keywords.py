@@ -1286,8 +1286,18 @@ def _prefilter(b, v):
 
 # ------------------------------------------------------------------------------------ buffers & transforms
 
+# `file.data: to_client` / `to_server` (Suricata 8, for transactional rules): the body of that direction
+_FILE_DATA_DIRECTIONS = {"to_client": "http.response_body", "to_server": "http.request_body"}
+
+
 def _sticky(buffer: str):
     def setup(b, v):
+        if buffer == "file.data" and v is not None and v.strip():
+            target = _FILE_DATA_DIRECTIONS.get(v.strip())
+            if target is None:
+                raise RuleError(f"file.data: direction must be to_client or to_server, got {v.strip()!r}")
+            b.set_sticky(target)
+            return
         _none(v, buffer)
         b.set_sticky(buffer)
     return setup

@@ -357,6 +357,8 @@ class Rule:
     # reject (= rejectsrc) answers the sender: to_client; rejectdst: to_server; rejectboth: both
     reject_target: str = ""
     tag: str | None = None              # accepted, no effect on detection (tagging of later packets)
+    # "=>" (Suricata 8): request and response buffers of one transaction; src/dst name the request's sides
+    transactional: bool = False
     file: str = ""
     line: int = 0
     text: str = ""

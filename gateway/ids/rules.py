@@ -302,13 +302,15 @@ def _parse_header(header: str, variables: Variables):
     proto = proto.lower()
     if proto not in PROTOCOLS:
         raise RuleError(f"unsupported protocol: {proto}")
-    if direction not in ("->", "<>"):
-        raise RuleError(f"header: direction must be -> or <>, got {direction!r}")
+    if direction not in ("->", "<>", "=>"):
+        raise RuleError(f"header: direction must be ->, <> or =>, got {direction!r}")
     try:
         groups = (variables.address(src), variables.port(sport), variables.address(dst), variables.port(dport))
     except VarError as e:
         raise RuleError(f"header: {e}") from None
-    return action, proto, groups, direction == "<>"
+    # "=>" (Suricata 8): a transactional rule, request and response of one transaction (addresses as the
+    # request's)
+    return action, proto, groups, direction == "<>", direction == "=>"
 
 
 def parse_rule(text: str, variables: Variables | None = None, *, file: str = "", line: int = 0,
@@ -328,7 +330,7 @@ def parse_rule(text: str, variables: Variables | None = None, *, file: str = "",
         m = _SID_RE.search("(" + body)
         if m:
             sid = int(m.group(1)) if len(m.group(1)) < 20 else None
-        action, proto, (src, sport, dst, dport), bidir = _parse_header(text[:open_i], variables)
+        action, proto, (src, sport, dst, dport), bidir, transactional = _parse_header(text[:open_i], variables)
         b = _Builder(classifications)
         b.rule_file = file
         options = _split_options(body)
@@ -340,7 +342,8 @@ def parse_rule(text: str, variables: Variables | None = None, *, file: str = "",
         if "app_protocols" in b.rule:
             # Suricata's "protocol detection only" signature: app-layer-protocol is its only match
             b.rule["pd_only"] = all(name in _PD_ONLY_OK for name, _ in options)
-        return _finish(b, action, proto, src, sport, dst, dport, bidir, file, line, text, classifications)
+        return _finish(b, action, proto, src, sport, dst, dport, bidir, file, line, text, classifications,
+                       transactional)
     except RuleError as e:
         if e.sid is None and sid is not None:
             e.sid = sid
@@ -351,7 +354,8 @@ def parse_rule(text: str, variables: Variables | None = None, *, file: str = "",
         raise RuleError("rule nested too deeply", file, line, sid) from None
 
 
-def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, line, text, classifications) -> Rule:
+def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, line, text, classifications,
+            transactional: bool = False) -> Rule:
     r = b.rule
     if "sid" not in r:
         raise RuleError("missing sid")
@@ -394,7 +398,8 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
     return Rule(
         action="reject" if action in _REJECT_TARGETS else action,
         reject_target=_REJECT_TARGETS.get(action, ""), proto=proto, ip_protos=ip_protos, app_proto=app_proto, src=src, sport=sport,
-        dst=dst, dport=dport, bidirectional=bidir, sid=r["sid"], gid=r.get("gid", 1), rev=r.get("rev", 0),
+        dst=dst, dport=dport, bidirectional=bidir, transactional=transactional, sid=r["sid"],
+        gid=r.get("gid", 1), rev=r.get("rev", 0),
         msg=r.get("msg", ""), classtype=classtype, priority=priority, references=tuple(b.references),
         metadata_raw=tuple(b.metadata), target=r.get("target"), buffers=tuple(lists),
         fast_pattern=_select_fast_pattern(lists), flow=flow, flags=r.get("flags"), dsize=r.get("dsize"),
