@@ -2,6 +2,7 @@
 interpreter (match.match_generic, the reference semantics) on random buffers, for ET-style match lists."""
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -188,3 +189,17 @@ def test_known_answers(opts):
                                           b"\x01aab", b"cab", b"abccd", b"abcxbac", b"/abcbxa", b"bab",
                                           b"ac", b"abxca", b"./a", b"/.x")}
     assert seen == {True, False}, opts
+
+
+def test_benchmark_agrees_on_the_et_sample(tmp_path):
+    # benchmarks/match_eval on the ET Open sample shipped with the tests: real rules, both evaluators, the
+    # same number of matches on every buffer (and it runs)
+    from benchmarks import match_eval
+    out = tmp_path / "m.json"
+    args = [str(match_eval.ET_SAMPLE), "--limit", "400", "--repeats", "1", "--out", str(out)]
+    assert match_eval.main(args) == 0
+    res = json.loads(out.read_text())
+    assert "warning" not in res and res["match_lists"] > 100
+    for name, entry in res["match_list"]["buffers"].items():
+        assert entry["matched"] == res["match_generic"]["buffers"][name]["matched"], name
+    assert res["match_list"]["buffers"]["candidate"]["matched"] > 0
