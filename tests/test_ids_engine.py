@@ -119,7 +119,7 @@ def test_alert_event_fields_and_ports(tmp_path):
 
 def test_http_rule_fires_once_per_transaction_across_directions(tmp_path):
     insp, events, _ = inspector(tmp_path,
-        'alert http any any -> any any (msg:"uri+status"; http.uri; content:"/a"; http.stat_code; '
+        'alert http any any => any any (msg:"uri+status"; http.uri; content:"/a"; http.stat_code; '
         'content:"404"; sid:1;)\n'
         'alert http any any -> any any (msg:"uri"; http.uri; content:"/a"; sid:2;)\n')
     req = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"

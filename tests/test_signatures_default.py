@@ -392,11 +392,6 @@ def test_the_default_set_loads_beside_et_open_without_sid_clashes():
     assert set(CASES) <= {r.sid for r in ruleset.rules}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway/ids/rules.py loads rules that mix request-only and response-only buffers (or contradict their "
-    "flow direction); Suricata refuses them with 'rule N mixes keywords with conflicting directions' "
-    "(detect-parse.c), so a set that passes `gateway rules check` can fail to load in Suricata. Found "
-    "while writing sid 9000002, which now uses a flowbit as Suricata requires."))
 def test_rules_mixing_request_and_response_buffers_are_refused_as_suricata_does(tmp_path):
     mixed = tmp_path / "mixed.rules"
     mixed.write_text(

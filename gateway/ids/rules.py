@@ -382,6 +382,8 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
         if ml.buffer == "http.host" and any(isinstance(m, ContentMatch) and not m.nocase and
                                             m.pattern != m.pattern.lower() for m in ml.matches):
             raise RuleError("http.host content has uppercase characters; the buffer is lowercase (use nocase)")
+    if not transactional:
+        _check_directions(lists, r, r.get("flow"))
     if b.tcp_needs and ip_protos is not None and 6 not in ip_protos:
         raise RuleError(f"{b.tcp_needs[0]} needs TCP, but the rule is for {proto}")
     flow = r.get("flow")
@@ -415,6 +417,27 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
         tx_ints=tuple(r.get("tx_ints", ())), app_protocols=tuple(r.get("app_protocols", ())),
         pd_only=r.get("pd_only", False), file_hashes=tuple(r.get("file_hashes", ())),
         file=file, line=line, text=text)
+
+
+def _check_directions(lists, r: dict, flow) -> None:
+    """Suricata refuses a rule whose buffers exist in different directions (a request-only and a response-only
+    one), or whose flow direction contradicts a buffer's ("rule mixes keywords with conflicting directions"):
+    such a rule could never match in one direction. Only a transactional (=>) rule may join them."""
+    where: dict[str, str] = {}
+    for ml in lists:
+        spec = BUFFERS.get(ml.buffer)
+        if spec is not None and spec.direction is not None:
+            where.setdefault(spec.direction, ml.buffer)
+    if r.get("urilen") is not None:
+        where.setdefault("to_server", "urilen")
+    if len(where) > 1:
+        raise RuleError(f"rule mixes request ({where['to_server']}) and response ({where['to_client']}) keywords "
+                        "(only a transactional => rule may)")
+    if flow is not None and flow.to_server is not None and where:
+        (direction, keyword), = where.items()
+        if (direction == "to_server") != flow.to_server:
+            raise RuleError(f"flow:{'to_server' if flow.to_server else 'to_client'} conflicts with {keyword}, "
+                            f"which is {'request' if direction == 'to_server' else 'response'} only")
 
 
 _DEFAULT_VARIABLES: Variables | None = None
