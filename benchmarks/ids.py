@@ -1,6 +1,7 @@
 """IDS benchmark: ET Open load (rules, compile time, memory) and replay throughput with and without rules.
 
     python -m benchmarks.ids [--rules-dir DIR] [--count 60000] [--repeats 3] [--out benchmarks/results/ids.json]
+                                                    # (and the figure beside it: ids.png)
     python -m benchmarks.ids --profile          # pyinstrument call tree of the rules-on run
 
 Load: in a fresh process each (one worker), parse every *.rules file of the ruleset (rules loaded /
@@ -106,8 +107,8 @@ def build_trace(conversations: int, seed: int = 1) -> list[bytes]:
             def appdata(size):
                 return b"\x17\x03\x03" + struct.pack("!H", size) + bytes(rnd.getrandbits(8) for _ in range(size))
             ccs = b"\x14\x03\x03\x00\x01\x01"
-            server_hello = (b"\x16\x03\x03\x00\x31\x02\x00\x00\x2d\x03\x03" + bytes(32) +
-                            b"\x00\x13\x01\x00\x00\x05\x00\x2b\x00\x02\x03\x04")
+            server_hello = (b"\x16\x03\x03\x00\x32\x02\x00\x00\x2e\x03\x03" + bytes(32) +
+                            b"\x00\x13\x01\x00\x00\x06\x00\x2b\x00\x02\x03\x04")
             exchanges = [(True, _client_hello(f"www.tls{n % 30}.example".encode())),
                          (False, server_hello + ccs + appdata(2500)),
                          (True, ccs + appdata(53) + appdata(120)),
@@ -293,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(out["throughput"], indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    from .plot import plot_ids
+    print(f"wrote {args.out}, {plot_ids(out, Path(args.out).with_suffix('.png'))}")
     return 0
 
 

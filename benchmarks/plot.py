@@ -35,6 +35,47 @@ def plot(offline: dict | None, inline: dict | None, out: Path) -> Path:
     return out
 
 
+def plot_ids(ids: dict, out: Path) -> Path:
+    """benchmarks/ids.py's figure: packets per CPU-second without and with ET Open on the HTTP/DNS/TLS mix (the
+    ratio against the 0.6 aim), and the ruleset's load (parse, Hyperscan build cold / warm cache, memory)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
+    thr = ids["throughput"]
+    names = ["rules_off", "rules_on"]
+    vals = [thr[n]["pps_cpu"] for n in names]
+    bars = ax1.bar(["without rules", "ET Open loaded"], vals, color=[COLOURS["b"], COLOURS["c"]])
+    for b, n in zip(bars, names):
+        ax1.annotate(f"{thr[n]['pps_cpu']:,} pkt/s\n{thr[n]['mbps_cpu']} Mbit/s", (b.get_x() + b.get_width() / 2,
+                     b.get_height()), ha="center", va="bottom", fontsize=9)
+    ax1.axhline(0.6 * vals[0], color="k", ls="--", lw=1)
+    ax1.annotate("aim: 0.6 x without rules", (1.45, 0.6 * vals[0]), ha="right", va="bottom", fontsize=8)
+    ratio = thr.get("rules_on_vs_rules_off")
+    ax1.set_title(f"replay per CPU-second, {ids['trace']['mix']}: ratio {ratio}")
+    ax1.set_ylabel("packets per CPU-second")
+    ax1.set_ylim(0, max(vals) * 1.2)
+    load = ids["load"]
+    rows = [("parse", load["cold"]["parse_seconds"], load["warm_cache"]["parse_seconds"]),
+            ("Hyperscan build", load["cold"]["hyperscan_build_seconds"], load["warm_cache"]["hyperscan_build_seconds"])]
+    x = range(len(rows))
+    ax2.bar([i - 0.2 for i in x], [r[1] for r in rows], 0.4, label="empty cache", color=COLOURS["a"])
+    ax2.bar([i + 0.2 for i in x], [r[2] for r in rows], 0.4, label="warm cache", color=COLOURS["d"])
+    ax2.set_xticks(list(x), [r[0] for r in rows])
+    ax2.set_ylabel("seconds")
+    ax2.set_title(f"ET Open load: {load['cold']['rules_loaded']:,} rules, {load['rss_mb_per_worker']} MB per worker "
+                  f"(aims: < 20 s, < 400 MB)", fontsize=10)
+    ax2.legend()
+    fig.suptitle(f"IDS benchmark ({ids.get('when', '?')}, Python {ids.get('python', '?')})", fontsize=11)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def _offline_panel(ax, offline: dict | None) -> None:
     if not offline:
         ax.text(0.5, 0.5, "no offline results", ha="center", va="center", transform=ax.transAxes)

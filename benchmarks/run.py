@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description="run every benchmark, plot")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-inline", action="store_true")
+    ap.add_argument("--no-ids", action="store_true", help="skip the ET Open IDS benchmark (benchmarks/ids.py)")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--seconds", type=float, help="iperf3 -t per inline case (default 5, --quick 2)")
     ap.add_argument("--count", type=int, help="offline packets per run (default 200000, --quick 20000)")
@@ -67,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
             text = inline.profile_worker(seconds, 4, RESULTS)
             (RESULTS / "profile_worker.txt").write_text(text)
             print(f"  wrote {RESULTS / 'profile_worker.txt'}")
+
+    if not args.no_ids:
+        print("== IDS with ET Open (benchmarks/ids.py) ==", flush=True)
+        from . import ids
+        if not ids.DEFAULT_RULES.is_dir():
+            print(f"  skipped: no ruleset at {ids.DEFAULT_RULES}")
+        else:
+            ids.main(["--count", str(20_000 if args.quick else 60_000), "--repeats", "3" if args.quick else "5"])
 
     # --no-inline plots the offline panel only: an older inline.json is not this run's.
     out = plot.plot(off, None if args.no_inline else inl, RESULTS / "bench.png")

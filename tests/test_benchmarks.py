@@ -127,3 +127,30 @@ def test_inline_one_short_round_over_two_queues():
     assert by["c"]["gateway_packets"].get("accept", 0) >= 0.95 * by["c"]["queued_packets"]
     assert by["d"]["gateway_packets"].get("bypass", 0) > 0
     assert set(res["ratios"]) == {"c_over_b_2q", "d_over_a_2q"}
+
+
+def test_ids_trace_tls_sessions_finish_their_handshake():
+    """The IDS benchmark's TLS conversations go encrypted both ways, as real TLS 1.3 does, so their responses
+    are not payload-inspected (Suricata's encryption-handling default) - checked with our own TLS parser."""
+    from benchmarks.ids import build_trace
+    from gateway.config import Config
+    from gateway.pipeline import Inspector
+    from gateway.stages import build_stages
+
+    insp = Inspector(Config(), build_stages(Config(), None))
+    for i, p in enumerate(build_trace(20)):
+        insp.process(p, 1_700_000_000 + i * 1e-4)
+    tls = [f for f in insp.flows.flows.values() if f.app_proto == "tls"]
+    assert len(tls) == 4
+    assert all(f.state["applayer"].parser.done for f in tls)
+
+
+def test_ids_plot_from_results(tmp_path):
+    side = {"parse_seconds": 3.0, "hyperscan_build_seconds": 10.0, "rules_loaded": 24741}
+    ids = {"throughput": {"rules_off": {"pps_cpu": 50000, "mbps_cpu": 200.0},
+                          "rules_on": {"pps_cpu": 30000, "mbps_cpu": 120.0}, "rules_on_vs_rules_off": 0.6},
+           "trace": {"mix": "50% HTTP, 30% DNS, 20% TLS"},
+           "load": {"cold": side, "warm_cache": dict(side, hyperscan_build_seconds=1.0), "rss_mb_per_worker": 200},
+           "when": "now", "python": "3.11"}
+    out = plot.plot_ids(ids, tmp_path / "ids.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
