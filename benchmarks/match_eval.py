@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import random
 import struct
@@ -32,10 +31,10 @@ from gateway.ids import match as match_mod
 from gateway.ids.model import ContentMatch, PcreMatch
 from gateway.ids.rules import load_rules
 
+from .rules_parse import ET_FULL, ET_SAMPLE, _rule_files, _shown  # noqa: F401 - ET_* are part of this module's interface
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-ET_FULL = REPO.parent / "shared" / "rulesets" / "et-open-2024"
-ET_SAMPLE = REPO / "tests" / "data" / "rules" / "et-open-sample"
 
 URI = (b"/wp-content/plugins/revslider/temp/update_extract/index.php"
        b"?action=upload&id=42&token=a8f5f167f44f4964e6c9")
@@ -67,23 +66,6 @@ def candidate_buffer(ml) -> bytes:
     """The list's non-negated contents in rule order, then the header block: a prefilter hit."""
     parts = [m.pattern for m in ml.matches if type(m) is ContentMatch and not m.negated]
     return b"".join(parts) + b"\r\n" + HEADERS
-
-
-def _rule_files(paths: list[str]) -> list[Path]:
-    if not paths:
-        paths = [str(ET_FULL if ET_FULL.is_dir() else ET_SAMPLE)]
-    files: list[Path] = []
-    for p in map(Path, paths):
-        files.extend(sorted(p.glob("*.rules")) if p.is_dir() else [p])
-    return files
-
-
-def _shown(p: Path) -> str:
-    """A path for the results file: relative to the repository's parent, never this machine's layout."""
-    try:
-        return str(Path(os.path.normpath(p.absolute())).relative_to(REPO.parent))
-    except ValueError:
-        return p.name
 
 
 def _time_pairs(fn, pairs) -> tuple[float, int]:

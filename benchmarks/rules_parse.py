@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -37,7 +38,8 @@ def _rule_files(paths: list[str]) -> list[Path]:
 def _shown(p: Path) -> str:
     """A path for the results file: relative to the repository's parent, never this machine's layout."""
     try:
-        return str(p.resolve().relative_to(REPO.parent))
+        # normpath, not resolve: ../shared may be a symlink, and the path should read as given
+        return str(Path(os.path.normpath(p.absolute())).relative_to(REPO.parent))
     except ValueError:
         return p.name
 

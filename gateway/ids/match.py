@@ -625,13 +625,7 @@ class _Generator:
             self.emit(ind, f"{p} = {q} + {self.k(plen)}")
             self.chain(i + 1, ind, p)
             return
-        self.loop_start()
-        self.emit(ind, f"while {q} >= 0:")
-        self.emit(ind + 1, f"{p} = {q} + {self.k(plen)}")
-        self.chain(i + 1, ind + 1, p)
-        self.emit(ind + 1, "bud -= 1")
-        self.emit(ind + 1, "if bud < 0: return False")
-        self.emit(ind + 1, f"{q} = {_find(hay, K, q + ' + 1', e)}")
+        self.retry_loop(i, ind, f"{q} >= 0", f"{q} + {self.k(plen)}", [f"{q} = {_find(hay, K, q + ' + 1', e)}"])
 
     def lowered(self, ind: int, nocase: bool) -> str:
         """The haystack name for m: "low" (made here unless an earlier keyword, which always ran before
@@ -644,6 +638,18 @@ class _Generator:
             self.emit(ind + 1, "low = c[1] if c[0] is buf else _lower_cached(buf)")
             self.low_ready = True
         return "low"
+
+    def retry_loop(self, i: int, ind: int, found: str, cursor: str, advance: list[str]) -> None:
+        """A content or pcre the later keywords may make retry (DETECT_CONTENT_RELATIVE_NEXT): while `found`,
+        run the rest of the chain from `cursor`, then `advance` to the next occurrence, one budget unit each."""
+        self.loop_start()
+        self.emit(ind, f"while {found}:")
+        self.emit(ind + 1, f"p{i} = {cursor}")
+        self.chain(i + 1, ind + 1, f"p{i}")
+        self.emit(ind + 1, "bud -= 1")
+        self.emit(ind + 1, "if bud < 0: return False")
+        for line in advance:
+            self.emit(ind + 1, line)
 
     def loop_start(self) -> None:
         self.loops += 1
@@ -675,15 +681,8 @@ class _Generator:
             self.emit(ind + 1, f"{p} = {end}")
             self.chain(i + 1, ind + 1, p)
             return
-        self.loop_start()
-        self.emit(ind, f"while {mo} is not None:")
-        self.emit(ind + 1, f"{p} = {end}")
-        self.chain(i + 1, ind + 1, p)
-        self.emit(ind + 1, "bud -= 1")
-        self.emit(ind + 1, "if bud < 0: return False")
-        self.emit(ind + 1, f"n{i} = {mo}.start() + 1")
-        self.emit(ind + 1, f"if n{i} > len({h}): break")
-        self.emit(ind + 1, f"{mo} = {search}({h}, n{i})")
+        self.retry_loop(i, ind, f"{mo} is not None", end, [f"n{i} = {mo}.start() + 1", f"if n{i} > len({h}): break",
+                                                            f"{mo} = {search}({h}, n{i})"])
 
 
 def _find(hay: str, pat: str, s: str, e: str) -> str:
