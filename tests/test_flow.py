@@ -139,3 +139,21 @@ def test_syn_on_a_closed_flow_starts_a_new_one():
     # a retransmitted SYN of an open connection does not
     again, _, created = t.lookup(decode(tcp(flags="S", seq=9000), 3.1))
     assert again is second and not created
+
+
+def test_inspector_raises_the_gc_first_generation_threshold():
+    import gc
+
+    from gateway.config import Config
+    from gateway.pipeline import GC_GEN0_THRESHOLD, Inspector, tune_gc
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        Inspector(Config(), [])
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, 10, 10)
+        gc.set_threshold(50_000, 10, 10)       # a higher setting is the operator's: never lowered
+        tune_gc()
+        assert gc.get_threshold()[0] == 50_000
+    finally:
+        gc.set_threshold(*saved)

@@ -176,3 +176,23 @@ def test_no_window_across_a_gap(tmp_path):
         tcp(C, S, 40000, 80, "PA", 1015, 5001, b"!"),
     ]
     assert run(tmp_path, rule, pkts) == []
+
+
+def test_fast_pattern_in_an_earlier_segment_and_the_rest_in_this_one(tmp_path):
+    # the rule's fast pattern (its longest content) arrived a segment before the content that completes it:
+    # the payload scan also covers the stream's last `lead` bytes (the longest window fast pattern less one,
+    # here sid 2's 40 bytes), so sid 1 is found; in the first stream the fast pattern lies further back
+    rules = ('alert tcp any any -> any any (content:"Authorization-Token"; content:"DROPTABLE"; distance:0; '
+             'sid:1;)\n'
+             'alert tcp any any -> any any (content:"' + "L" * 40 + '"; content:"end"; distance:0; sid:2;)')
+    pkts = hs() + [
+        tcp(C, S, 40000, 80, "PA", 1001, 5001, b"x-Authorization-Token: 1;"),
+        tcp(C, S, 40000, 80, "PA", 1026, 5001, b" DROPTABLE users"),
+        tcp(C, S, 40000, 80, "PA", 1042, 5001, b" DROPTABLE again"),    # already matched by the stream so far
+    ]
+    assert run(tmp_path, rules, pkts) == [(1, 5)]
+    far = hs() + [
+        tcp(C, S, 40000, 80, "PA", 1001, 5001, b"x-Authorization-Token: 1;" + b"." * 60),
+        tcp(C, S, 40000, 80, "PA", 1086, 5001, b" DROPTABLE users"),
+    ]
+    assert run(tmp_path, rules, far) == []

@@ -505,8 +505,9 @@ class DetectionEngine:
         found it (see flow_state); `stream_tail` the stream bytes just before pkt_data (at most STREAM_WINDOW):
         window rules (_window_ok) are tried on tail + pkt_data when their fast pattern lies in the last `lead`
         bytes of the tail + pkt_data and they fail on pkt_data alone; they match when they do not already match
-        the tail alone. Returns matches in evaluation order, after flowbits/thresholds were applied; a matching
-        pass rule stops the evaluation."""
+        the tail alone. (Not caught: a fast pattern lying wholly in the tail before its last `lead` bytes while a
+        later content completes now.) Returns matches in evaluation order, after flowbits/thresholds were
+        applied; a matching pass rule stops the evaluation."""
         state = flow.state.get("ids")
         if state is None:
             state = flow_state(flow)
