@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.ids.match import RECURSION_LIMIT, apply_transforms, match_list
-from gateway.ids.rules import parse_rule
+from gateway.ids.rules import RuleError, parse_rule
 
 
 def _ml(opts: str, buffer_index: int = 0):
@@ -154,3 +154,20 @@ def test_content_search_agrees_with_python_find():
         depth = rnd.randint(len(pat), 15)
         opts = f'content:"{pat.decode()}"; offset:{off}; depth:{depth};'
         assert m(opts, buf) is (pat in buf[off:off + depth]), (opts, buf)
+
+
+def test_byte_test_and_byte_jump_take_their_byte_count_from_byte_extract():
+    # suricata-verify detect-bytetest-04 / detect-bytejump-02: nbytes named by a byte_extract variable
+    r = parse_rule('alert tcp any any -> any any (byte_extract:1,0,n; byte_test:n,=,0x0102,1; sid:1;)')
+    (ml,) = r.buffers
+    assert match_list(ml, b"\x02\x01\x02")                 # reads 2 bytes at 1: 0x0102
+    assert not match_list(ml, b"\x01\x01\x02")             # reads 1 byte: 0x01
+    assert not match_list(ml, b"\x09" + bytes(9))          # 9 bytes: more than byte_test reads, no match
+    r = parse_rule('alert tcp any any -> any any (byte_extract:1,0,n; byte_jump:n,1; content:"Z"; within:1; '
+               'sid:2;)')
+    (ml,) = r.buffers
+    assert match_list(ml, b"\x01\x02..Z")                  # jumps 2 after the 1-byte count at 1
+    assert match_list(ml, b"\x00Z")                       # a count of 0 reads nothing and jumps 0
+    assert not match_list(ml, b"\x01\x02.Z.")
+    with pytest.raises(RuleError, match="unknown byte_extract variable"):
+        parse_rule('alert tcp any any -> any any (byte_test:n,=,1,0; sid:3;)')

@@ -595,7 +595,7 @@ def _byte_test(b, v):
         raise RuleError("byte_test: expected nbytes, operator, value, offset")
     # nbytes 0 with string: Suricata's ByteExtractString then parses the number at the offset up to
     # the first non-digit (strtoull), e.g. `http.content_len; byte_test:0,=,0,0,string,dec;`
-    nbytes = parse_int(parts[0], "byte_test nbytes", 0, 23)
+    nbytes = _value_or_var(b, parts[0], "byte_test nbytes", 0, 23)
     op = parts[1].replace(" ", "")
     negated = op.startswith("!")
     if negated:
@@ -606,7 +606,8 @@ def _byte_test(b, v):
     offset = _value_or_var(b, parts[3], "byte_test offset")
     o = _byte_options(parts[4:], "byte_test", {"relative", "big", "little", "dce", "string", "hex", "dec",
                                                 "oct", "bitmask"})
-    _check_nbytes(nbytes, o.get("string"), "byte_test")
+    if isinstance(nbytes, int):            # a byte_extract variable is checked when it is read (match.py)
+        _check_nbytes(nbytes, o.get("string"), "byte_test")
     b.add_match(ByteTest(nbytes, op, value, offset, negated, o.get("relative", False), o["endian"],
                          o.get("string"), o.get("bitmask")))
 
@@ -615,12 +616,13 @@ def _byte_jump(b, v):
     parts = [p.strip() for p in _need(v, "byte_jump").split(",")]
     if len(parts) < 2:
         raise RuleError("byte_jump: expected nbytes, offset")
-    nbytes = parse_int(parts[0], "byte_jump nbytes", 1, 23)
+    nbytes = _value_or_var(b, parts[0], "byte_jump nbytes", 1, 23)
     offset = _value_or_var(b, parts[1], "byte_jump offset")
     o = _byte_options(parts[2:], "byte_jump", {"relative", "multiplier", "big", "little", "dce", "string",
                                                "hex", "dec", "oct", "align", "from_beginning", "from_end",
                                                "post_offset", "bitmask"})
-    _check_nbytes(nbytes, o.get("string"), "byte_jump")
+    if isinstance(nbytes, int):
+        _check_nbytes(nbytes, o.get("string"), "byte_jump")
     if o.get("from_beginning") and o.get("from_end"):
         raise RuleError("byte_jump: from_beginning and from_end are exclusive")
     b.add_match(ByteJump(nbytes, offset, o.get("relative", False), o.get("multiplier", 1), o["endian"],

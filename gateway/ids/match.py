@@ -258,7 +258,9 @@ def _byte_test(m: ByteTest, buf: bytes, prev: int, st: _State) -> bool:
     if offset is None or value is None:
         return False
     pos = prev + offset if m.relative else offset
-    nbytes = m.nbytes
+    nbytes = _nbytes(m, st)
+    if nbytes is None:
+        return False
     if m.string is not None and nbytes == 0:
         end = pos
         while end < len(buf) and 48 <= buf[end] <= 57:
@@ -288,12 +290,29 @@ def _byte_test(m: ByteTest, buf: bytes, prev: int, st: _State) -> bool:
     return ok != m.negated
 
 
+def _nbytes(m, st: _State) -> int | None:
+    """byte_test / byte_jump's byte count; one taken from a byte_extract variable must fit what the keyword
+    reads (up to 8 bytes, or a string's 20 decimal / 14 hex / 23 octal digits). A variable that is 0 reads
+    nothing: the value is 0 (suricata-verify detect-bytejump-02 jumps by it and alerts)."""
+    n = m.nbytes
+    if type(n) is int:
+        return n
+    n = st.vars.get(n)
+    if n is None:
+        return None
+    limit = {"dec": 20, "hex": 14, "oct": 23}.get(m.string, 8) if m.string else 8
+    return n if 0 <= n <= limit else None
+
+
 def _byte_jump(m: ByteJump, buf: bytes, prev: int, st: _State) -> int | None:
     offset = _val(m.offset, st)
     if offset is None:
         return None
     pos = prev + offset if m.relative else offset
-    val = _read_number(buf, pos, m.nbytes, m.endian, m.string)
+    nbytes = _nbytes(m, st)
+    if nbytes is None:
+        return None
+    val = _read_number(buf, pos, nbytes, m.endian, m.string)
     if val is None:
         return None
     val = _apply_bitmask(val, m.bitmask)
@@ -306,7 +325,7 @@ def _byte_jump(m: ByteJump, buf: bytes, prev: int, st: _State) -> int | None:
     elif m.from_end:
         target = len(buf) + val
     else:
-        target = pos + m.nbytes + val
+        target = pos + nbytes + val
     if target < 0 or target > len(buf):
         return None
     return target
