@@ -10,7 +10,7 @@ from gateway.ids.prefilter import BufferPrefilter
 from gateway.ids.rules import parse_rule
 from gateway.packet import decode
 
-from .conftest import tcp
+from .conftest import tcp, udp
 from .test_ids_engine import alerts, conversation, inspector, run
 
 C, S = "10.10.0.10", "198.18.0.10"
@@ -153,3 +153,19 @@ def test_payload_databases_per_direction():
         out = eng.inspect(pkt, Flow(1, (), pkt, True), to_server, pkt.payload, [], established=True)
         assert [m.rule.sid for m in out] == want
         assert eng.evaluated == 2       # the other direction's rule is not even a candidate
+
+
+def test_rule_for_most_ports_is_no_candidate_on_the_ports_it_leaves_out(tmp_path):
+    # ET's P2P rules name 1024:65535: a DNS query to port 53 holding their fast pattern is not a candidate
+    rule = parse_rule('alert udp any any -> any 1024: (msg:"high"; content:"|00 00 00 00 00|"; sid:1;)')
+    eng = DetectionEngine([rule], cache_dir=None)
+    pf = eng.groups[17].prefilters["pkt_data"]          # the UDP group's payload database
+    data = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    assert pf.scan(data, 53, 40000) == []
+    assert [i for t in pf.scan(data, 5353, 40000) for i in t] == [0]
+    assert [i for t in pf.scan(data, 40001, 53) for i in t] == [0]
+    # and through the whole pipeline: an alert on the high port only
+    insp, events, _ = inspector(tmp_path, 'alert udp any any -> any 1024: (msg:"high"; '
+                                          'content:"|00 00 00 00 00|"; sid:1;)\n')
+    run(insp, [udp(C, S, 40000, 53, data), udp(C, S, 40000, 5353, data)])
+    assert [a["dest_port"] for a in alerts(events)] == [5353]

@@ -31,7 +31,7 @@ from .header import HEADER_BUFFERS, field_value, header_buffer
 from .keywords import BUFFERS
 from .match import apply_transforms, match_list
 from .model import BufferSize, ContentMatch, IntCompare, Rule
-from .prefilter import BufferPrefilter, default_cache_dir
+from .prefilter import BufferPrefilter, ExceptPorts, default_cache_dir
 
 ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
 _GROUPS = (PROTO_TCP, PROTO_UDP, PROTO_ICMP, 0)     # 0: every other IP protocol (and ICMPv6 shares ICMP)
@@ -331,6 +331,16 @@ def _port_count(pg) -> int:
     return sum(hi - lo + 1 for lo, hi in pg.ranges)
 
 
+def _other_ports(pg) -> list[int]:
+    """The ports a port group leaves out (its ranges are sorted and disjoint)."""
+    out, nxt = [], 0
+    for lo, hi in sorted(pg.ranges):
+        out.extend(range(nxt, lo))
+        nxt = max(nxt, hi + 1)
+    out.extend(range(nxt, 65536))
+    return out
+
+
 class DetectionEngine:
     def __init__(self, rules: list[Rule], cache_dir: Path | None | str = "default",
                  action_order: tuple[str, ...] | None = None):
@@ -372,6 +382,11 @@ class DetectionEngine:
                         ports = [p for lo, hi in r.dport.ranges for p in range(lo, hi + 1)]
                     elif not cr.sport_any and _port_count(r.sport) <= _PORT_BUCKET_MAX:
                         ports = [-1 - p for lo, hi in r.sport.ranges for p in range(lo, hi + 1)]
+                    elif not cr.dport_any and 65536 - _port_count(r.dport) <= _PORT_BUCKET_MAX:
+                        # most ports (1024:65535): a candidate except for the few it leaves out
+                        ports = ExceptPorts(_other_ports(r.dport))
+                    elif not cr.sport_any and 65536 - _port_count(r.sport) <= _PORT_BUCKET_MAX:
+                        ports = ExceptPorts(-1 - p for p in _other_ports(r.sport))
                     anchor = _fp_anchor(cr)
                     if anchor is not None and g == PROTO_TCP and fp.buffer == "pkt_data" and self.lead:
                         lo, hi, endswith = anchor
@@ -414,7 +429,7 @@ class DetectionEngine:
             by_port: dict[int, list] = {}
             rest = []
             for e in ents:
-                if e[3] is not None and len(e[3]) <= _PORT_DB_MAX_PORTS and len(e[0]) < _PORT_DB_SHARED_LEN:
+                if type(e[3]) is list and len(e[3]) <= _PORT_DB_MAX_PORTS and len(e[0]) < _PORT_DB_SHARED_LEN:
                     for pk in e[3]:
                         by_port.setdefault(pk, []).append((e[0], e[1], e[2], None, e[4]))
                 else:

@@ -29,6 +29,11 @@ _FLAGS_CASE = hyperscan.HS_FLAG_SINGLEMATCH
 _FLAGS_NOCASE = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_CASELESS
 
 
+class ExceptPorts(frozenset):
+    """The port keys a pattern's rule is NOT for (an entry's `ports` when the rule names most ports, as
+    1024:65535 does): the rule is a candidate for every other port."""
+
+
 def default_cache_dir() -> Path | None:
     """$GATEWAY_HS_CACHE, else ~/.cache/clinic-gateway/hyperscan; "" or "off" disables the cache."""
     env = os.environ.get("GATEWAY_HS_CACHE")
@@ -50,15 +55,17 @@ class BufferPrefilter:
     "|05|" of a DCERPC rule for port 135 hits nearly every packet, but is only a candidate on port 135)."""
 
     __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len", "_any_only",
-                 "_literals", "_any_nocase", "_memo", "port_keys", "_merged")
+                 "_literals", "_any_nocase", "_memo", "port_keys", "_merged", "excepts")
 
     def __init__(self, entries: list[tuple], cache_dir: Path | None = None):
-        """entries: (pattern, nocase, rule_index[, ports[, anchor]]) with ports None (any) or an iterable of port
-        keys: a destination port p as p, a source port p as -1 - p; anchor None or (min_end, max_end | None,
+        """entries: (pattern, nocase, rule_index[, ports[, anchor]]) with ports None (any), an iterable of port
+        keys (a destination port p as p, a source port p as -1 - p) or an ExceptPorts of the keys the rule is
+        not for; anchor None or (min_end, max_end | None,
         endswith): the pattern counts only when its match ends between those offsets (and at the buffer end).
         A nocase pattern is stored lowercased."""
         ids: dict[tuple, int] = {}
         targets: list[tuple[list[int], dict]] = []
+        excepts: dict[int, list] = {}           # pid -> [(rule, the port keys it is not for)]
         for entry in entries:
             pattern, nocase, rule_index = entry[:3]
             dports = entry[3] if len(entry) > 3 else None
@@ -70,13 +77,18 @@ class BufferPrefilter:
                 targets.append(([], {}))
             if dports is None:
                 targets[pid][0].append(rule_index)
+            elif type(dports) is ExceptPorts:
+                excepts.setdefault(pid, []).append((rule_index, dports))
             else:
                 for port in dports:
                     targets[pid][1].setdefault(port, []).append(rule_index)
         self.targets = tuple((tuple(a), {p: tuple(v) for p, v in by.items()} or None) for a, by in targets)
+        self.excepts = {pid: tuple(v) for pid, v in excepts.items()}
         # fast path when no pattern is port-bucketed: pid -> rule tuple directly
-        self._any_only = tuple(a for a, _ in self.targets) if all(by is None for _, by in self.targets) else None
-        self.port_keys = frozenset(p for _, by in self.targets if by for p in by)
+        self._any_only = tuple(a for a, _ in self.targets) if all(by is None for _, by in self.targets) and \
+            not excepts else None
+        self.port_keys = frozenset(p for _, by in self.targets if by for p in by) | \
+            frozenset(p for v in excepts.values() for _, ex in v for p in ex)
         self._merged: dict[tuple, list] = {}     # (dst port key, src port key) -> pid -> rule tuple (_targets)
         self.patterns = tuple(ids)      # (pattern, nocase[, anchor])
         self.max_len = max((len(k[0]) for k in self.patterns), default=0)   # for incremental scans
@@ -207,6 +219,9 @@ class BufferPrefilter:
                 t = anyport
                 if by_port is not None:
                     t = t + by_port.get(dk, ()) + by_port.get(sk, ())
+                ex = self.excepts.get(pid)
+                if ex:
+                    t = t + tuple(rule for rule, keys in ex if dk not in keys and sk not in keys)
                 merged[pid] = t
             if t:
                 out.append(t)
