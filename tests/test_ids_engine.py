@@ -265,3 +265,19 @@ def test_stream_versus_packet_payload(tmp_path):
     pkts += [tcp(C, S, 40000, 80, "PA", 1006, 5001, b"WORLD"), tcp(C, S, 40000, 80, "PA", 1001, 5001, b"HELLO")]
     run(insp, pkts)
     assert sorted(a["alert"]["signature_id"] for a in alerts(events)) == [1, 3]
+
+
+def test_transaction_rule_answers_remembered_by_buffers_stay_per_transaction(tmp_path):
+    # both rules read only their buffers: their answers are remembered by the buffers' contents
+    # (engine._tx_match_memo), and still every transaction gets its own alert
+    insp, events, stage = inspector(tmp_path,
+        'alert http any any -> any any (msg:"ua"; http.user_agent; content:"EvilBot"; sid:1;)\n'
+        'alert http any any -> any any (msg:"ua not"; http.user_agent; content:"Bot"; '
+        'content:!"EvilBot"; sid:2;)\n')
+    def req(ua):
+        return b"GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: " + ua + b"\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    run(insp, conversation([(req(b"EvilBot/1"), True), (ok, False), (req(b"EvilBot/1"), True), (ok, False),
+                            (req(b"GoodBot/2"), True), (ok, False), (req(b"EvilBot/1"), True), (ok, False)]))
+    assert [a["alert"]["signature_id"] for a in alerts(events)] == [1, 1, 2, 1]
+    assert stage.engine._eval_memo          # the answers were remembered

@@ -48,6 +48,8 @@ MAX_TX_MEMORY = 256                                 # per flow: transactions who
 MAX_SCAN_MEMORY = 1024                              # per flow: remembered prefilter scans of tx buffers
 MAX_XBITS = 65536
 MAX_ROUTES = 4096                                   # remembered routes (_route)
+EVAL_MEMO = 4096                                    # remembered transaction-rule answers (_tx_match_memo)
+EVAL_MEMO_LEN = 1024                                # ... for buffers up to this long (bodies are not)
 _NO_PORT = 65536                                    # a port no rule names: not a port key either way
 MAX_THRESHOLD_ENTRIES = 65536
 
@@ -57,7 +59,7 @@ class _CRule:
 
     __slots__ = ("ip_only", "per_file", "rule", "idx", "order", "pkt_lists", "hdr_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
                  "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits", "dsize_needs_payload",
-                 "pkt_fields", "window_ok")
+                 "pkt_fields", "window_ok", "memo_ok")
 
     def __init__(self, rule: Rule, idx: int, action_rank: dict | None = None):
         self.rule = rule
@@ -134,6 +136,11 @@ class _CRule:
         hb = _rw_rank([op.command[:2] == "is" for op in rule.xbits if op.track != "ip_pair"])
         pb = _rw_rank([op.command[:2] == "is" for op in rule.xbits if op.track == "ip_pair"])
         self.order = ((action_rank or ACTION_RANK).get(rule.action, 3), -fb, -fi, -hb, -pb, rule.priority, idx)
+        # _tx_match's answer depends on the rule's buffers alone: no payload, no uri length (it may read a
+        # buffer the rule does not name), nothing kinds cannot describe (tls version, events, integers,
+        # hashes), not per file
+        self.memo_ok = bool(self.tx_lists) and not self.pkt_lists and rule.urilen is None and \
+            self.kinds is not None and not self.per_file
 
 
 # Bytes of a TCP direction's reassembled stream kept before the new ones, so that content split over segments
@@ -486,6 +493,7 @@ class DetectionEngine:
         self.evaluated = 0          # full rule evaluations (for profiling/benchmarks)
         self._bufcache: dict = {}   # transaction buffers built for the current packet
         self._routes: dict = {}     # _route key -> route
+        self._eval_memo: dict = {}  # (rule, its buffers) -> _tx_match's answer (_tx_match_memo)
         self._pkt_events: tuple = (None, frozenset())   # (packet, its decoder events), for decode-event rules
         self._decoder_only: list | None = None          # decode-event-only rules, built on first use
 
@@ -737,7 +745,8 @@ class DetectionEngine:
                 matched = []
                 for app, tx, whole, fkey, sig in pending:
                     self.evaluated += 1
-                    if not self._tx_match(cr, app, tx, to_server, pkt_data):
+                    if not (self._tx_match_memo(cr, app, tx, to_server) if cr.memo_ok else
+                            self._tx_match(cr, app, tx, to_server, pkt_data)):
                         if fkey is not None:
                             if len(failed) > MAX_SCAN_MEMORY:
                                 failed.clear()
@@ -943,6 +952,26 @@ class DetectionEngine:
             if present != (op.command == "isset"):
                 return False
         return True
+
+    def _tx_match_memo(self, cr: _CRule, app: str, tx, to_server: bool) -> bool:
+        """_tx_match for a rule whose answer depends on its buffers alone (_CRule.memo_ok), remembered by their
+        contents: user agents, header sets and hosts repeat from client to client, so most evaluations of such a
+        rule meet buffers it has already seen. Bounded (EVAL_MEMO entries of buffers up to EVAL_MEMO_LEN)."""
+        key = [cr.idx]
+        for ml, direction in cr.tx_lists:
+            bufs = self._buffers(app, tx, ml.buffer, to_server if direction is None else direction)
+            for b in bufs:
+                if len(b) > EVAL_MEMO_LEN:
+                    return self._tx_match(cr, app, tx, to_server, b"")
+            key.append(tuple(bufs))
+        key = tuple(key)
+        memo = self._eval_memo
+        ok = memo.get(key)
+        if ok is None:
+            ok = memo[key] = self._tx_match(cr, app, tx, to_server, b"")
+            if len(memo) > EVAL_MEMO:
+                memo.clear()
+        return ok
 
     def _tx_match(self, cr: _CRule, app: str, tx, to_server: bool, pkt_data: bytes) -> bool:
         r = cr.rule
