@@ -124,8 +124,8 @@ def test_http_rule_fires_once_per_transaction_across_directions(tmp_path):
         'alert http any any -> any any (msg:"uri"; http.uri; content:"/a"; sid:2;)\n')
     req = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
     res = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
-    run(insp, conversation([(req, True), (res, False), (req, True), (b"HTTP/1.1 200 OK\r\n"
-                                                                    b"Content-Length: 0\r\n\r\n", False)]))
+    res200 = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    run(insp, conversation([(req, True), (res, False), (req, True), (res200, False)]))
     sids = [a["alert"]["signature_id"] for a in alerts(events)]
     assert sids.count(2) == 2          # two transactions
     assert sids.count(1) == 1          # only the first one got a 404
@@ -195,7 +195,7 @@ def test_reject_and_pass(tmp_path):
     insp, events, _ = inspector(tmp_path,
         'reject tcp any any -> any any (msg:"rej"; content:"x"; sid:1;)\n', ips=True)
     assert run(insp, conversation([(b"x", True)]))[3] == Verdict.REJECT
-    insp, events, stage = inspector(tmp_path,
+    insp, events, _ = inspector(tmp_path,
         'pass tcp any any -> any any (msg:"trusted"; content:"hello"; sid:1;)\n'
         'alert tcp any any -> any any (msg:"any data"; content:"o"; sid:2;)\n')
     run(insp, conversation([(b"hello", True), (b"foo", True)]))
@@ -212,7 +212,7 @@ def test_bad_rules_are_reported_and_unreadable_file_refused(tmp_path, capsys):
     rules.write_text('alert tcp any any -> any any (msg:"ok"; content:"zzz"; sid:1;)\n'
                      'alert tcp any any -> any any (msg:"bad"; nosuchkeyword; sid:2;)\n')
     code = main(["replay", "--no-progress", str(pcap), "--rules", str(rules)])
-    out, err = capsys.readouterr()
+    out, _ = capsys.readouterr()
     evs = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [e["alert"]["signature_id"] for e in evs if e["event_type"] == "alert"] == [1]
     code = main(["replay", "--no-progress", str(pcap), "--rules", str(tmp_path / "missing.rules")])
@@ -220,7 +220,7 @@ def test_bad_rules_are_reported_and_unreadable_file_refused(tmp_path, capsys):
 
 
 def test_detection_never_raises_out_of_the_stage(tmp_path):
-    insp, events, stage = inspector(tmp_path, 'alert tcp any any -> any any (content:"a"; sid:1;)\n')
+    insp, _events, stage = inspector(tmp_path, 'alert tcp any any -> any any (content:"a"; sid:1;)\n')
 
     def boom(*a, **k):
         raise RuntimeError("bug")

@@ -644,17 +644,20 @@ class HttpParser:
         d.pos = 0
 
     def _line(self, d: _Direction) -> bytes | None:
-        buf = d.buf
-        i = buf.find(b"\n", d.pos)
+        return self._cut_line(d, d.buf.find(b"\n", d.pos), True)
+
+    def _cut_line(self, d: _Direction, i: int, wait_lf: bool) -> bytes | None:
+        """The line ending at index i (-1: not complete yet, wait for more when wait_lf), bounded by max_line."""
         if i == -1:
-            if len(buf) - d.pos > self.limits.max_line:
+            if len(d.buf) - d.pos > self.limits.max_line:
                 self._give_up(d, "line_too_long")
-            d.wait = 1
+            if wait_lf:
+                d.wait = 1
             return None
         if i + 1 - d.pos > self.limits.max_line:
             self._give_up(d, "line_too_long")
             return None
-        line = bytes(buf[d.pos:i + 1])
+        line = bytes(d.buf[d.pos:i + 1])
         d.pos = i + 1
         return line
 
@@ -678,18 +681,7 @@ class HttpParser:
                 i = cr                     # lone CR ends the line; CR CR does not (http-evader)
                 break
             cr = buf.find(b"\r", cr + 1, limit)
-        if i == -1:
-            if end - d.pos > self.limits.max_line:
-                self._give_up(d, "line_too_long")
-            if wait_lf:
-                d.wait = 1
-            return None
-        if i + 1 - d.pos > self.limits.max_line:
-            self._give_up(d, "line_too_long")
-            return None
-        line = bytes(buf[d.pos:i + 1])
-        d.pos = i + 1
-        return line
+        return self._cut_line(d, i, wait_lf)
 
     def _run(self, d: _Direction, at_eof: bool) -> None:
         while True:

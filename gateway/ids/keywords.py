@@ -1263,22 +1263,21 @@ def _ipopts(b, v):
     _pkt_check(b, "ipopts", "ipopt." + name, IntCompare("=", 1))
 
 
-def _decode_event(b, v):
-    # Suricata: decode-event:<layer>.<event> (a leading "decoder." is allowed)
-    name = _need(v, "decode-event").strip().lower()
-    name = name.removeprefix("decoder.")
-    if name not in DECODER_EVENTS:
-        raise RuleError(f"decode-event: {name} is not detected by our decoder")
-    b.rule.setdefault("decode_events", []).append(name)
+def _event_keyword(keyword: str, prefix: str, known, unknown: str, key: str):
+    """decode-event / stream-event: an event name (the leading `prefix` allowed) our code raises."""
+    def setup(b, v):
+        name = _need(v, keyword).strip().lower().removeprefix(prefix)
+        if name not in known:
+            raise RuleError(f"{keyword}: {name} {unknown}")
+        b.rule.setdefault(key, []).append(name)
+    return setup
 
 
-def _stream_event(b, v):
-    # Suricata: stream-event:<event> (a leading "stream." is allowed); only the events our stream stage raises
-    name = _need(v, "stream-event").strip().lower()
-    name = name.removeprefix("stream.")
-    if name not in STREAM_EVENTS:
-        raise RuleError(f"stream-event: {name} is not raised by our stream reassembly")
-    b.rule.setdefault("stream_events", []).append(name)
+# Suricata: decode-event:<layer>.<event>, stream-event:<event>; only the events our decoder / stream stage raise
+_decode_event = _event_keyword("decode-event", "decoder.", DECODER_EVENTS, "is not detected by our decoder",
+                               "decode_events")
+_stream_event = _event_keyword("stream-event", "stream.", STREAM_EVENTS, "is not raised by our stream reassembly",
+                               "stream_events")
 
 
 def _prefilter(b, v):
