@@ -122,6 +122,11 @@ DROP_LOG_FLOWS = ("start", "all")
 class IdsSection:
     # the order actions are applied in when several rules match a packet (Suricata's action-order)
     action_order: tuple[str, ...] = ACTION_NAMES
+    # HTTP bodies (Suricata's libhtp settings of the same names): "auto" inspects them as they arrive when
+    # drop rules block (IPS), else, as an IDS, once complete or at these many bytes (or when the flow ends)
+    http_body_inline: str = "auto"              # auto | yes | no
+    request_body_minimal_inspect_size: int = 32 * 1024
+    response_body_minimal_inspect_size: int = 40 * 1024
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,11 @@ def _ids(raw: Any, where: str) -> IdsSection:
     if sorted(ids.action_order) != sorted(ACTION_NAMES):
         raise ConfigError(where, "ids.action_order",
                           f"must name each of {', '.join(ACTION_NAMES)} once, got {list(ids.action_order)}")
+    if ids.http_body_inline not in ("auto", "yes", "no"):
+        raise ConfigError(where, "ids.http_body_inline", f"must be auto, yes or no, got {ids.http_body_inline!r}")
+    for name in ("request_body_minimal_inspect_size", "response_body_minimal_inspect_size"):
+        if getattr(ids, name) < 0:
+            raise ConfigError(where, f"ids.{name}", f"must be >= 0, got {getattr(ids, name)}")
     return ids
 
 

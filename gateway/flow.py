@@ -65,6 +65,21 @@ class Flow:
         return TCP_STATE_NAMES[self.tcp_state]
 
 
+def eof_packet(flow: Flow, to_server: bool) -> Packet:
+    """A packet of one direction of the flow that carries nothing, for the last inspection when the flow ends
+    (Suricata's end-of-stream pseudo packet): the flow's addresses and ports, its last time, no bytes."""
+    p = Packet()
+    p.ts = flow.last_ts
+    p.data = b""
+    p.version, p.proto = flow.version, flow.proto
+    if to_server:
+        p.src, p.dst, p.sport, p.dport = flow.client, flow.server, flow.cport, flow.sport
+    else:
+        p.src, p.dst, p.sport, p.dport = flow.server, flow.client, flow.sport, flow.cport
+    p.ttl = p.ip_id = p.ip_hlen = p.length = 0
+    return p
+
+
 def tcp_timestamps(opts: bytes) -> tuple[int, int] | None:
     """(TSval, TSecr) of a TCP timestamps option (kind 8), or None."""
     value = tcp_option(opts, 8)

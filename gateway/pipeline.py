@@ -88,6 +88,10 @@ class Stage:
     def on_flow_end(self, flow: Flow) -> None:
         pass
 
+    def on_flow_eof(self, flow: Flow, inspector: Inspector) -> None:
+        """The flow ends (timeout, table drain, end of input), before any stage's on_flow_end: a last look at
+        what was held back for more data (Suricata's end-of-stream pseudo packets). Events go to inspector."""
+
     def done(self, flow: Flow) -> bool:
         return True
 
@@ -142,6 +146,7 @@ class Inspector:
         # stages that log packets of a flow they dropped (Suricata's drop log), called on the sticky path only
         self._drop_loggers = [s.on_flow_dropped for s in self.stages
                               if type(s).on_flow_dropped is not Stage.on_flow_dropped]
+        self._eof_hooks = [s.on_flow_eof for s in self.stages if type(s).on_flow_eof is not Stage.on_flow_eof]
 
     # ------------------------------------------------------------------ hot path
     def process(self, data: bytes, ts: float, indev: str | None = None, outdev: str | None = None,
@@ -328,6 +333,12 @@ class Inspector:
     def _end_flows(self) -> None:
         ended, self.flows.ended = self.flows.ended, []
         for flow in ended:
+            for hook in self._eof_hooks:
+                try:
+                    hook(flow, self)
+                except Exception as e:  # noqa: BLE001 - a stage bug must never take the worker down
+                    self.errors += 1
+                    self.last_error = f"{type(e).__name__}: {e}"
             for stage in self.stages:
                 stage.on_flow_end(flow)
             if self.flow_events:

@@ -361,6 +361,11 @@ class DetectionEngine:
         for i, cr in enumerate(crs):
             cr.idx = i
         self.rules = crs
+        # Suricata's IDS-mode HTTP body inspection (http-body-inline: no): a body is looked at once it is
+        # complete or has reached its minimal inspect size (request, response bytes); None: as it arrives, the
+        # IPS (inline) way. build_ids_stage sets it from the config.
+        self.body_defer: tuple[int, int] | None = None
+        self.eof = False         # the flow is ending (IdsStage.on_flow_eof): every body is due
         self.window_rules = any(cr.window_ok for cr in crs)   # IdsStage keeps stream tails only if so
         # the longest fast pattern of a window rule: how far back from pkt_data one can start
         seam = min(STREAM_WINDOW, max((len(cr.rule.fast_pattern.pattern) for cr in crs if cr.window_ok),
@@ -568,7 +573,7 @@ class DetectionEngine:
                 # the window rules among them may complete on tail + pkt_data
                 window_ok = self.window_ok
                 seam_cands = {i for lst in parts for i in lst if window_ok[i]}
-        if route[3]:
+        if route[3] and not self.eof:
             parts.append(route[3])
         if not parts and not txs:
             return []
@@ -590,13 +595,21 @@ class DetectionEngine:
                 # a transaction is updated by every body segment while its other buffers stay the same:
                 # each buffer's last scan is reused until the part of the tx it comes from changes
                 whole = getattr(tx, "partial_of", None) or tx
-                versions = _tx_versions(app, tx, to_server)
+                versions = _tx_versions(app, tx, to_server, None if self.eof else self.body_defer)
                 txversions[id(tx)] = versions
                 memo = scans.get((id(whole), to_server, dport, sport))
                 if memo is None or memo[0] is not whole:
                     memo = scans[(id(whole), to_server, dport, sport)] = (whole, {})
                 memo = memo[1]
-                for kind, bufs in grp.tx_kinds.get((app, to_server), ()):
+                last = memo.get(-1)
+                if last is not None and last[0] == versions:
+                    # nothing detection can see changed (a body segment while the body waits for its
+                    # inspection): the candidates of the last update
+                    found = last[1]
+                    kinds = ()
+                else:
+                    kinds = grp.tx_kinds.get((app, to_server), ())
+                for kind, bufs in kinds:
                     sig = versions[kind] if versions is not None else None
                     prev = memo.get(kind)
                     if prev is not None and sig is not None and prev[0] == sig:
@@ -656,6 +669,8 @@ class DetectionEngine:
                                     hits.update(tup)
                     memo[kind] = (sig, hits)
                     found.update(hits)
+                if kinds and versions is not None:
+                    memo[-1] = (versions, found)
                 for i in found:
                     if tx_dirs[i] is not None and tx_dirs[i] != to_server:
                         continue
@@ -824,8 +839,23 @@ class DetectionEngine:
         cache = self._bufcache
         bufs = cache.get(key)
         if bufs is None:
-            bufs = cache[key] = _tx_buffers(app, tx, name, to_server)
+            if self.body_defer is not None and app == "http" and name in _BODY_OF and \
+                    not self.body_due(tx, _BODY_OF[name] if _BODY_OF[name] is not None else to_server is not False):
+                bufs = cache[key] = []      # not yet inspected (Suricata returns no buffer either)
+            else:
+                bufs = cache[key] = _tx_buffers(app, tx, name, to_server)
         return bufs
+
+    def body_due(self, tx, request: bool) -> bool:
+        """Whether an HTTP body may be inspected now (always, unless body_defer): complete, at its minimal
+        inspect size, or the flow ending. `tx` may be a file of a transaction (HttpFile)."""
+        defer = self.body_defer
+        if defer is None or self.eof:
+            return True
+        tx = getattr(tx, "tx", None) or tx
+        if request:
+            return tx.request_complete or len(tx.request_body) >= defer[0]
+        return tx.response_complete or len(tx.response_body) >= defer[1]
 
     def _prefilter_buffers(self, app: str, tx, name: str, to_server: bool) -> tuple[list, bool]:
         """What the prefilter scans for a buffer kind, and whether a growing body may be scanned from where
@@ -833,7 +863,7 @@ class DetectionEngine:
         http.request_body rules that share its database read the raw body: both are scanned."""
         bufs = self._buffers(app, tx, name, to_server)
         if name == "file.data" and to_server and app == "http" and getattr(tx, "partial_of", None) is None \
-                and tx.multipart_upload():
+                and tx.multipart_upload() and self.body_due(tx, True):
             return bufs + [bytes(tx.request_body)], False
         return bufs, True
 
@@ -1213,6 +1243,8 @@ def _stream_size(ss, flow) -> bool:
 # 3 response body; 4 / 5 = headers / body of the packet's own direction; 6 = the file names of the
 # packet's direction (they appear with the body, and multipart names once the request is complete)
 _BODY_KINDS = (2, 3, 5)
+# the HTTP body buffers: True request body, False response body (file.data: the packet's direction)
+_BODY_OF = {"http.request_body": True, "http.response_body": False, "file.data": None}
 
 
 def _version_kind(name: str) -> int:
@@ -1230,15 +1262,23 @@ def _version_kind(name: str) -> int:
     return 0 if spec.direction == "to_server" else 1
 
 
-def _tx_versions(app: str, tx, to_server: bool):
+def _tx_versions(app: str, tx, to_server: bool, defer: tuple[int, int] | None = None):
     """Per version kind, a value that changes whenever buffers of that kind may have changed; None for
-    protocols without (always rescan: DNS and TLS transactions are updated a few times at most)."""
+    protocols without (always rescan: DNS and TLS transactions are updated a few times at most). With
+    `defer` (DetectionEngine.body_defer) a body waiting for its inspection counts as empty."""
     if app != "http":
         return None
     req = (len(tx.request_line), len(tx.request_headers), getattr(tx, "partial_of", None) is None)
     res = (len(tx.response_line), len(tx.response_headers))
     reqb, resb = len(tx.request_body), len(tx.response_body)
-    files = (reqb, len(tx.request_files), tx.request_complete) if to_server else (resb, len(tx.response_headers))
+    # file names come with the first body byte (and multipart names once the request is complete)
+    files = (reqb > 0, len(tx.request_files), tx.request_complete) if to_server else \
+        (resb > 0, len(tx.response_headers))
+    if defer is not None:
+        if reqb < defer[0] and not tx.request_complete:
+            reqb = 0
+        if resb < defer[1] and not tx.response_complete:
+            resb = 0
     # file.data to_server becomes one buffer per file when a multipart upload is parsed: count that as growth
     return (req, res, reqb, resb, req if to_server else res, reqb + len(tx.request_files) if to_server else resb,
             files)

@@ -17,7 +17,7 @@ import ipaddress
 from ..applayer.http import HttpFile
 from ..config import EventsSection
 from ..events import add_packet_fields, eve_timestamp, packet_event
-from ..flow import TCP_CLOSING, TCP_ESTABLISHED
+from ..flow import TCP_CLOSING, TCP_ESTABLISHED, eof_packet
 from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN
 from ..pipeline import PacketContext, Stage, Verdict
 from ..stream import stream_exhausted
@@ -232,7 +232,9 @@ class IdsStage(Stage):
     def _event(self, ctx: PacketContext, m, blocked: bool) -> dict:
         ev = packet_event("alert", ctx.pkt, ctx.flow)
         ev["direction"] = "to_server" if ctx.to_server else "to_client"
-        ev["pkt_src"] = "wire/pcap" if ctx.pkt.pcap_cnt is not None else "wire/nfq"
+        # (Suricata's names; a packet without bytes is the end-of-flow pass of on_flow_eof)
+        ev["pkt_src"] = "wire/pcap" if ctx.pkt.pcap_cnt is not None else "wire/nfq" if ctx.pkt.data else \
+            "stream (flow timeout)"
         ev["ip_v"] = ctx.pkt.version
         flow = ctx.flow
         ev["flow"] = {"pkts_toserver": flow.pkts_toserver, "pkts_toclient": flow.pkts_toclient,
@@ -250,7 +252,8 @@ class IdsStage(Stage):
                 ev["src_ip" if ctx.to_server else "dest_ip"] = ip
             else:
                 body["xff"] = ip
-        add_packet_fields(ev, ctx.pkt)
+        if ctx.pkt.data:
+            add_packet_fields(ev, ctx.pkt)
         tx = m.tx
         if tx is not None:
             meta = _tx_metadata(m.app, tx)
@@ -272,6 +275,31 @@ class IdsStage(Stage):
         if flow.proto == PROTO_TCP:
             return stream_exhausted(flow)
         return False
+
+    def on_flow_eof(self, flow, inspector) -> None:
+        """IDS mode (engine.body_defer): the HTTP bodies of the flow still waiting for their minimal inspect size
+        are inspected now, as Suricata inspects them on its end-of-stream pseudo packets (a download cut off
+        or still running when the flow times out, or when the capture ends)."""
+        engine = self.engine
+        if engine.body_defer is None:
+            return
+        st = flow.state.get("ids")
+        app = flow.state.get("applayer")
+        if st is None or st.passed or st.dropped or app is None or app.proto != "http" or app.parser is None:
+            return
+        for to_server, side in ((True, app.parser.req), (False, app.parser.res)):
+            tx = side.tx
+            if tx is None or not (tx.request_body if to_server else tx.response_body) or \
+                    engine.body_due(tx, to_server):
+                continue
+            ctx = PacketContext(inspector, eof_packet(flow, to_server), flow, to_server, False)
+            engine.eof = True
+            try:
+                matches = engine.inspect(ctx.pkt, flow, to_server, b"", [("http", tx)], st.est)
+            finally:
+                engine.eof = False
+            if matches:
+                self._apply(ctx, st, matches)
 
     def on_flow_end(self, flow) -> None:
         flow.state.pop("ids", None)
@@ -409,8 +437,11 @@ def build_ids_stage(config, rule_files, ips: bool = False) -> IdsStage:
 
     classifications = load_classifications(None)
     ruleset = load_rules(list(rule_files), Variables.from_config(config), classifications)
-    stage = IdsStage(DetectionEngine(ruleset.rules, action_order=config.ids.action_order), ips=ips,
-                     classifications=classifications, events=config.events)
+    engine = DetectionEngine(ruleset.rules, action_order=config.ids.action_order)
+    ids = config.ids
+    if ids.http_body_inline == "no" or ids.http_body_inline == "auto" and not ips:
+        engine.body_defer = (ids.request_body_minimal_inspect_size, ids.response_body_minimal_inspect_size)
+    stage = IdsStage(engine, ips=ips, classifications=classifications, events=config.events)
     stage.ruleset = ruleset
     # Hundreds of thousands of long-lived rule objects: move them out of the cyclic GC's generations so
     # its periodic full collections do not walk the whole rule set (benchmarks/ids.py with ET Open: rules-on
