@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from types import MappingProxyType
 
 from ..applayer.http import HttpTransaction, buffer_getter
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED
@@ -584,31 +585,37 @@ class DetectionEngine:
         txversions: dict[int, tuple] = {}
         if txs:
             self._bufcache = {}
-            scans = state.scans
-            if len(scans) > MAX_SCAN_MEMORY:
-                scans.clear()
+            scans = None
             dport, sport = pkt.dport, pkt.sport
             tx_dirs = self.tx_dirs
             for app, tx in txs:
                 pair = (app, tx)
                 found: set[int] = set(grp.tx_nofp.get(app, ()))
-                # a transaction is updated by every body segment while its other buffers stay the same:
-                # each buffer's last scan is reused until the part of the tx it comes from changes
                 whole = getattr(tx, "partial_of", None) or tx
                 versions = _tx_versions(app, tx, to_server, None if self.eof else self.body_defer)
                 txversions[id(tx)] = versions
-                memo = scans.get((id(whole), to_server, dport, sport))
-                if memo is None or memo[0] is not whole:
-                    memo = scans[(id(whole), to_server, dport, sport)] = (whole, {})
-                memo = memo[1]
-                last = memo.get(-1)
-                if last is not None and last[0] == versions:
-                    # nothing detection can see changed (a body segment while the body waits for its
-                    # inspection): the candidates of the last update
-                    found = last[1]
-                    kinds = ()
-                else:
-                    kinds = grp.tx_kinds.get((app, to_server), ())
+                kinds = grp.tx_kinds.get((app, to_server), ())
+                memo = _EMPTY
+                if versions is not None:
+                    # an HTTP transaction is updated by every body segment while its other buffers stay the same:
+                    # each buffer's last scan is reused until the part of the tx it comes from changes
+                    if scans is None:
+                        scans = state.scans
+                        if scans is _EMPTY:
+                            scans = state.scans = {}
+                        elif len(scans) > MAX_SCAN_MEMORY:
+                            scans.clear()
+                    key = (id(whole), to_server, dport, sport)
+                    memo = scans.get(key)
+                    if memo is None or memo[0] is not whole:
+                        memo = scans[key] = (whole, {})
+                    memo = memo[1]
+                    last = memo.get(-1)
+                    if last is not None and last[0] == versions:
+                        # nothing detection can see changed (a body segment while the body waits for its
+                        # inspection): the candidates of the last update
+                        found = last[1]
+                        kinds = ()
                 for kind, bufs in kinds:
                     sig = versions[kind] if versions is not None else None
                     prev = memo.get(kind)
@@ -667,10 +674,11 @@ class DetectionEngine:
                                     buf = apply_transforms(buf, transforms)
                                 for tup in pf.scan_memo(buf, dport, sport):
                                     hits.update(tup)
-                    memo[kind] = (sig, hits)
+                    if versions is not None:
+                        memo[kind] = (sig, hits or ())      # (most hit nothing: no set kept per kind and flow)
                     found.update(hits)
                 if kinds and versions is not None:
-                    memo[-1] = (versions, found)
+                    memo[-1] = (versions, found or ())
                 for i in found:
                     if tx_dirs[i] is not None and tx_dirs[i] != to_server:
                         continue
@@ -763,10 +771,14 @@ class DetectionEngine:
                     if not (self._tx_match_memo(cr, app, tx, to_server) if cr.memo_ok else
                             self._tx_match(cr, app, tx, to_server, pkt_data)):
                         if fkey is not None:
-                            if len(failed) > MAX_SCAN_MEMORY:
+                            if failed is _EMPTY:
+                                failed = state.failed = {}
+                            elif len(failed) > MAX_SCAN_MEMORY:
                                 failed.clear()
                             failed[fkey] = (whole, sig)
                         continue
+                    if txmem is _EMPTY:
+                        txmem = state.tx = OrderedDict()
                     seen = txmem.get(id(whole))
                     if seen is None or seen[0] is not whole:
                         seen = txmem[id(whole)] = (whole, set())
@@ -1049,6 +1061,8 @@ class DetectionEngine:
         r = cr.rule
         if cr.writes_bits:
             bits = state.bits
+            if bits is _NO_BITS:
+                bits = state.bits = set()
             for op in r.flowbits:
                 c = op.command
                 for n in op.names:
@@ -1062,6 +1076,8 @@ class DetectionEngine:
                         else:
                             bits.add(n)
         if r.flowints:
+            if state.ints is _EMPTY:
+                state.ints = {}
             _flowints_apply(r, state.ints)
         for op in r.xbits:
             key = self._xbit_key(op, pkt)
@@ -1130,6 +1146,10 @@ class DetectionEngine:
         return True
 
 
+_NO_BITS: frozenset = frozenset()
+_EMPTY = MappingProxyType({})     # read-only: a write to a container not yet made fails loudly
+
+
 class FlowIdsState:
     """The engine's per-flow state (flow.state["ids"])."""
 
@@ -1137,15 +1157,17 @@ class FlowIdsState:
                  "routes")
 
     def __init__(self) -> None:
-        self.bits: set[str] = set()                 # flowbits
-        self.tx: OrderedDict = OrderedDict()        # id(tx) -> (tx, rule indexes alerted), bounded
+        # the containers are shared empty ones until first written: most flows never set a flowbit or match a
+        # transaction rule, and every container a flow keeps is one more for the cyclic GC to walk
+        self.bits: set[str] | frozenset = _NO_BITS  # flowbits
+        self.tx: OrderedDict = _EMPTY               # id(tx) -> (tx, rule indexes alerted), bounded
         self.est = False                            # established after the previous packet
         self.passed = False                         # a pass rule matched: no more inspection
         self.dropped = False                        # a drop/reject acted on the flow: no more inspection
         self.drop_logged = 0                        # directions (1 to server, 2 to client) given a drop event
-        self.scans: dict = {}                       # prefilter results per tx buffer (see inspect)
-        self.failed: dict = {}                      # (tx, rule, dir) -> buffer versions it failed on
-        self.ints: dict[str, int] = {}              # flowint variables
+        self.scans: dict = _EMPTY                   # prefilter results per tx buffer (see inspect)
+        self.failed: dict = _EMPTY                  # (tx, rule, dir) -> buffer versions it failed on
+        self.ints: dict[str, int] = _EMPTY          # flowint variables
         self.tails = [b"", b""]                     # last stream bytes to server / to client (STREAM_WINDOW)
         self.routes = [None, None]                  # DetectionEngine._route of the to-client / to-server packets
 
