@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if not ids.DEFAULT_RULES.is_dir():
             print(f"  skipped: no ruleset at {ids.DEFAULT_RULES}")
         else:
-            ids.main(["--count", str(20_000 if args.quick else 60_000), "--repeats", "3" if args.quick else "5"])
+            ids.main(["--count", "5040", "--repeats", "8"] if args.quick else [])
 
     # --no-inline plots the offline panel only: an older inline.json is not this run's.
     out = plot.plot(off, None if args.no_inline else inl, RESULTS / "bench.png")

@@ -149,8 +149,22 @@ def test_ids_plot_from_results(tmp_path):
     side = {"parse_seconds": 3.0, "hyperscan_build_seconds": 10.0, "rules_loaded": 24741}
     ids = {"throughput": {"rules_off": {"pps_cpu": 50000, "mbps_cpu": 200.0},
                           "rules_on": {"pps_cpu": 30000, "mbps_cpu": 120.0}, "rules_on_vs_rules_off": 0.6},
+           "replay": {"rules_off": {"pps_cpu": 30000, "mbps_cpu": 130.0},
+                      "rules_on": {"pps_cpu": 20000, "mbps_cpu": 85.0}, "rules_on_vs_rules_off": 0.66},
            "trace": {"mix": "50% HTTP, 30% DNS, 20% TLS"},
            "load": {"cold": side, "warm_cache": dict(side, hyperscan_build_seconds=1.0), "rss_mb_per_worker": 200},
            "when": "now", "python": "3.11"}
     out = plot.plot_ids(ids, tmp_path / "ids.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ids_trace_pcap_replays_the_same_datagrams(tmp_path):
+    """The replay measure reads back exactly the trace the inspection-only measure feeds from memory."""
+    from benchmarks.ids import build_trace, write_pcap
+    from gateway.pcapio import read_frames
+
+    trace = build_trace(10)
+    write_pcap(trace, tmp_path / "t.pcap")
+    frames = list(read_frames(str(tmp_path / "t.pcap")))
+    assert [f.ip for f in frames] == trace
+    assert abs((frames[1].ts - frames[0].ts) - 20e-6) < 1e-7

@@ -66,14 +66,14 @@ class IdsStage(Stage):
             data = pkt.payload
         app = flow.state.get("applayer")
         txs = app.updated if app is not None and app.ctx is ctx else ()
+        if data and app is not None and app.proto == "tls" and app.parser is not None and app.parser.done:
+            # Suricata's default tls encryption-handling: no payload inspection of the encrypted records
+            data = b""
         if not data and not txs:
             # nothing to scan: only the rules without a fast pattern of this flow direction could match
             route = st.routes[ctx.to_server]
             if route is not None and not route[3] and route[0] is self.engine:
                 return
-        if data and app is not None and app.proto == "tls" and app.parser is not None and app.parser.done:
-            # Suricata's default tls encryption-handling: no payload inspection of the encrypted records
-            data = b""
         tail = b""
         if data and pkt.proto == PROTO_TCP and flow.streams is not None and self.engine.window_rules and \
                 ctx.stream_data:
