@@ -123,9 +123,9 @@ def test_scan_memo_equals_scan_and_stays_bounded(tmp_path, small_db, monkeypatch
     monkeypatch.setattr(prefilter, "MEMO_ENTRIES", 4)
     for n in range(20):
         pf.scan_memo(b"buffer %d" % n)
-    assert len(pf._memo) <= 4
+    assert len(pf.memo) <= 4
     pf.scan_memo(b"x" * (prefilter.MEMO_MAX_LEN + 1))
-    assert b"x" * (prefilter.MEMO_MAX_LEN + 1) not in pf._memo
+    assert b"x" * (prefilter.MEMO_MAX_LEN + 1) not in pf.memo
 
 
 def test_bsize_bounds_the_anchor():

@@ -656,16 +656,19 @@ class DetectionEngine:
                     else:
                         is_http = type(tx) is HttpTransaction
                         bufcache = self._bufcache
+                        txid = id(tx)
                         for name, transforms, pf, get in bufs:
                             # headers, hosts, user agents repeat from tx to tx: remembered scans (prefilter.py)
                             if get is not None and is_http:
                                 buf = get(tx)
                                 # kept for the candidate rules (what _buffers would build)
-                                bufcache[(id(tx), name, to_server)] = [buf] if buf else []
+                                bufcache[(txid, name, to_server)] = [buf] if buf else []
                                 if not buf:
                                     continue
                                 if transforms:
                                     buf = apply_transforms(buf, transforms)
+                                if type(buf) is bytes and pf.memo.get(buf) == ():
+                                    continue        # seen before with none of the patterns (most buffers)
                                 for tup in pf.scan_memo(buf, dport, sport):
                                     hits.update(tup)
                                 continue
@@ -884,12 +887,8 @@ class DetectionEngine:
         r = cr.rule
         if r.app_proto is not None and flow.app_proto != r.app_proto:
             return False
-        if r.transactional and not to_server:
-            # a transactional rule names the request's addresses; a response has them the other way round
-            if not self._addresses(cr, pkt, swapped=True):
-                return False
-        elif not self._addresses(cr, pkt):
-            return False
+        # the plain field tests first: they are cheaper than the address groups and reject more candidates
+        # (a dsize:80 rule whose fast pattern hit a DNS answer)
         fm = r.flow
         if fm is not None:
             if fm.to_server is not None and fm.to_server != to_server:
@@ -900,6 +899,12 @@ class DetectionEngine:
             return False
         if r.dsize is not None and (not r.dsize.matches(len(pkt.payload)) or
                                     cr.dsize_needs_payload and not pkt.payload):
+            return False
+        if r.transactional and not to_server:
+            # a transactional rule names the request's addresses; a response has them the other way round
+            if not self._addresses(cr, pkt, swapped=True):
+                return False
+        elif not self._addresses(cr, pkt):
             return False
         if r.ttl is not None and not r.ttl.matches(pkt.ttl):
             return False

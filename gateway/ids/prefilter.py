@@ -55,7 +55,7 @@ class BufferPrefilter:
     "|05|" of a DCERPC rule for port 135 hits nearly every packet, but is only a candidate on port 135)."""
 
     __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len", "_any_only",
-                 "_literals", "_any_nocase", "_memo", "port_keys", "_merged", "excepts")
+                 "_literals", "_any_nocase", "memo", "port_keys", "_merged", "excepts")
 
     def __init__(self, entries: list[tuple], cache_dir: Path | None = None):
         """entries: (pattern, nocase, rule_index[, ports[, anchor]]) with ports None (any), an iterable of port
@@ -102,7 +102,7 @@ class BufferPrefilter:
             self.db = None
         else:
             self.db = self._build(cache_dir) if self.patterns else None
-        self._memo: dict[bytes, tuple[int, ...]] = {}
+        self.memo: dict[bytes, tuple[int, ...]] = {}     # scan_memo: buffer -> pattern ids found in it
         hits: list[int] = []
         self._hits = hits
         append = hits.append
@@ -160,7 +160,7 @@ class BufferPrefilter:
         names, status line, SNI, ...): the patterns found in a buffer are remembered by its bytes, so a
         repeated buffer costs a dict lookup instead of a scan. Bounded: at most MEMO_ENTRIES buffers of at
         most MEMO_MAX_LEN bytes, forgotten all at once when full."""
-        memo = self._memo
+        memo = self.memo
         try:
             pids = memo.get(data)
         except TypeError:           # a bytearray buffer: not hashable, scan it
