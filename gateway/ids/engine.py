@@ -623,7 +623,9 @@ class DetectionEngine:
                         found.update(prev[1])
                         continue
                     hits = set()
-                    if kind in _BODY_KINDS and prev is not None and sig is not None and prev[0] is not None \
+                    if sig == 0 and kind in _BODY_KINDS:
+                        pass        # no body bytes (none sent, or none due for inspection yet): nothing to scan
+                    elif kind in _BODY_KINDS and prev is not None and sig is not None and prev[0] is not None \
                             and sig > prev[0]:
                         # a growing body: scan only what was added (plus a pattern's length of overlap)
                         hits.update(prev[1])
