@@ -867,12 +867,7 @@ class DetectionEngine:
         """Whether an HTTP body may be inspected now (always, unless body_defer): complete, at its minimal
         inspect size, or the flow ending. `tx` may be a file of a transaction (HttpFile)."""
         defer = self.body_defer
-        if defer is None or self.eof:
-            return True
-        tx = getattr(tx, "tx", None) or tx
-        if request:
-            return tx.request_complete or len(tx.request_body) >= defer[0]
-        return tx.response_complete or len(tx.response_body) >= defer[1]
+        return defer is None or self.eof or _body_due(getattr(tx, "tx", None) or tx, request, defer)
 
     def _prefilter_buffers(self, app: str, tx, name: str, to_server: bool) -> tuple[list, bool]:
         """What the prefilter scans for a buffer kind, and whether a growing body may be scanned from where
@@ -1291,6 +1286,14 @@ def _version_kind(name: str) -> int:
     return 0 if spec.direction == "to_server" else 1
 
 
+def _body_due(tx, request: bool, defer: tuple[int, int]) -> bool:
+    """Suricata's IDS-mode rule for an HTTP body (`defer`: the minimal inspect sizes of request and response
+    bodies): inspected once complete or at its minimal inspect size."""
+    if request:
+        return tx.request_complete or len(tx.request_body) >= defer[0]
+    return tx.response_complete or len(tx.response_body) >= defer[1]
+
+
 def _tx_versions(app: str, tx, to_server: bool, defer: tuple[int, int] | None = None):
     """Per version kind, a value that changes whenever buffers of that kind may have changed; None for
     protocols without (always rescan: DNS and TLS transactions are updated a few times at most). With
@@ -1304,9 +1307,9 @@ def _tx_versions(app: str, tx, to_server: bool, defer: tuple[int, int] | None = 
     files = (reqb > 0, len(tx.request_files), tx.request_complete) if to_server else \
         (resb > 0, len(tx.response_headers))
     if defer is not None:
-        if reqb < defer[0] and not tx.request_complete:
+        if reqb and not _body_due(tx, True, defer):
             reqb = 0
-        if resb < defer[1] and not tx.response_complete:
+        if resb and not _body_due(tx, False, defer):
             resb = 0
     # file.data to_server becomes one buffer per file when a multipart upload is parsed: count that as growth
     return (req, res, reqb, resb, req if to_server else res, reqb + len(tx.request_files) if to_server else resb,
