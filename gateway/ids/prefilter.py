@@ -16,6 +16,7 @@ failure to read or write it falls back to compiling.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -126,13 +127,15 @@ class BufferPrefilter:
         path = None
         if cache_dir is not None:
             path = Path(cache_dir) / f"{self._digest()}.hsdb"
-            try:
-                db = hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
-                db.scratch = hyperscan.Scratch(db)
-                self.from_cache = True
-                return db
-            except Exception:  # noqa: BLE001 - missing/stale/corrupt cache: compile instead
-                pass
+            blob = None
+            with contextlib.suppress(OSError):      # no entry yet (or unreadable): compile
+                blob = path.read_bytes()
+            if blob is not None:
+                with contextlib.suppress(hyperscan.error):  # stale or corrupt entry: compile and rewrite it
+                    db = hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK)
+                    db.scratch = hyperscan.Scratch(db)
+                    self.from_cache = True
+                    return db
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         exprs = [_escape(k[0]) + (b"\\z" if len(k) > 2 and k[2][2] else b"") for k in self.patterns]
         flags = [_FLAGS_NOCASE if k[1] else _FLAGS_CASE for k in self.patterns]
