@@ -60,7 +60,7 @@ class _CRule:
 
     __slots__ = ("ip_only", "per_file", "rule", "idx", "order", "pkt_lists", "hdr_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
                  "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits", "dsize_needs_payload",
-                 "pkt_fields", "window_ok", "memo_ok")
+                 "pkt_fields", "window_ok", "memo_ok", "hdr")
 
     def __init__(self, rule: Rule, idx: int, action_rank: dict | None = None):
         self.rule = rule
@@ -142,6 +142,19 @@ class _CRule:
         # hashes), not per file
         self.memo_ok = bool(self.tx_lists) and not self.pkt_lists and rule.urilen is None and \
             self.kinds is not None and not self.per_file
+        # what _header tests, in one tuple: a candidate's check reads this one object instead of following the
+        # rule to its flow keyword and groups (rule objects are cold in the cache by the time a packet needs
+        # them); the rarely used conditions are one flag
+        fm = rule.flow
+        rare = rule.flags is not None or rule.dsize is not None or rule.ttl is not None or \
+            rule.ip_proto is not None or rule.itype is not None or rule.icode is not None or \
+            bool(rule.stream_size) or bool(rule.app_protocols) or self.reads_bits or bool(rule.xbits) or \
+            bool(rule.flowints) or self.pkt_fields
+        self.hdr = (rule.app_proto, fm.to_server if fm is not None else None,
+                    fm.established if fm is not None else None, rare,
+                    None if self.src_any else rule.src, None if self.dst_any else rule.dst,
+                    None if self.sport_any else rule.sport, None if self.dport_any else rule.dport,
+                    rule.transactional, rule.bidirectional)
 
 
 # Bytes of a TCP direction's reassembled stream kept before the new ones, so that content split over segments
@@ -881,27 +894,34 @@ class DetectionEngine:
 
     # ------------------------------------------------------------------ conditions
     def _header(self, cr: _CRule, pkt, flow, to_server: bool, state, established: bool) -> bool:
-        r = cr.rule
-        if r.app_proto is not None and flow.app_proto != r.app_proto:
+        app_proto, fdir, fest, rare, src, dst, sport, dport, transactional, bidirectional = cr.hdr
+        if app_proto is not None and flow.app_proto != app_proto:
             return False
-        # the plain field tests first: they are cheaper than the address groups and reject more candidates
-        # (a dsize:80 rule whose fast pattern hit a DNS answer)
-        fm = r.flow
-        if fm is not None:
-            if fm.to_server is not None and fm.to_server != to_server:
-                return False
-            if fm.established is not None and established != fm.established:
-                return False
+        if fdir is not None and fdir != to_server:
+            return False
+        if fest is not None and established != fest:
+            return False
+        # the rare conditions before the address groups: they are cheaper and reject more candidates (a
+        # dsize:80 rule whose fast pattern hit a DNS answer)
+        if rare and not self._header_rare(cr, pkt, flow, to_server, state):
+            return False
+        # a transactional rule names the request's addresses; a response has them the other way round
+        swapped = transactional and not to_server
+        if not swapped and (src is None or src.contains(pkt.src)) and (dst is None or dst.contains(pkt.dst)) and \
+                (sport is None or sport.contains(pkt.sport)) and (dport is None or dport.contains(pkt.dport)):
+            return True
+        if bidirectional or swapped:
+            return ((src is None or src.contains(pkt.dst)) and (dst is None or dst.contains(pkt.src)) and
+                    (sport is None or sport.contains(pkt.dport)) and (dport is None or dport.contains(pkt.sport)))
+        return False
+
+    def _header_rare(self, cr: _CRule, pkt, flow, to_server: bool, state) -> bool:
+        """_header's conditions that few rules have (the flag in _CRule.hdr)."""
+        r = cr.rule
         if r.flags is not None and (pkt.proto != PROTO_TCP or not r.flags.matches(pkt.tcp_flags)):
             return False
         if r.dsize is not None and (not r.dsize.matches(len(pkt.payload)) or
                                     cr.dsize_needs_payload and not pkt.payload):
-            return False
-        if r.transactional and not to_server:
-            # a transactional rule names the request's addresses; a response has them the other way round
-            if not self._addresses(cr, pkt, swapped=True):
-                return False
-        elif not self._addresses(cr, pkt):
             return False
         if r.ttl is not None and not r.ttl.matches(pkt.ttl):
             return False
