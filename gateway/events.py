@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import sys
 import time
 from datetime import UTC, datetime
@@ -14,8 +15,24 @@ from .tunnel import tunnel_fields
 
 
 def eve_timestamp(ts: float) -> str:
-    """Suricata's format: 2024-04-01T12:00:00.123456+0000."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+    """Suricata's format: 2024-04-01T12:00:00.123456+0000 (UTC). Every event carries one or more, so the date
+    and time of the last second are kept (strftime is most of the cost) and the microseconds are rounded as
+    datetime.fromtimestamp rounds them (half to even)."""
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole += 1.0
+        us -= 1_000_000
+    elif us < 0:
+        whole -= 1.0
+        us += 1_000_000
+    if whole != _last_second[0]:
+        _last_second[0] = whole
+        _last_second[1] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{_last_second[1]}{us:06d}+0000"
+
+
+_last_second: list = [None, ""]     # (whole seconds, their date and time) of the last eve_timestamp
 
 
 def packet_event(event_type: str, pkt: Packet, flow: Flow | None) -> dict:
