@@ -532,7 +532,7 @@ class DetectionEngine:
             if not all(e in events for e in r.decode_events):
                 continue
             if decoded:
-                if (r.ip_version is not None and pkt.version != r.ip_version) or not self._addresses(cr, pkt):
+                if (r.ip_version is not None and pkt.version != r.ip_version) or not _addresses_ok(cr.hdr, pkt, False):
                     continue
             elif r.ip_version is not None or not (cr.src_any and cr.dst_any and cr.sport_any and cr.dport_any):
                 continue
@@ -894,7 +894,8 @@ class DetectionEngine:
 
     # ------------------------------------------------------------------ conditions
     def _header(self, cr: _CRule, pkt, flow, to_server: bool, state, established: bool) -> bool:
-        app_proto, fdir, fest, rare, src, dst, sport, dport, transactional, bidirectional = cr.hdr
+        hdr = cr.hdr
+        app_proto, fdir, fest, rare, _, _, _, _, transactional, _ = hdr
         if app_proto is not None and flow.app_proto != app_proto:
             return False
         if fdir is not None and fdir != to_server:
@@ -906,14 +907,7 @@ class DetectionEngine:
         if rare and not self._header_rare(cr, pkt, flow, to_server, state):
             return False
         # a transactional rule names the request's addresses; a response has them the other way round
-        swapped = transactional and not to_server
-        if not swapped and (src is None or src.contains(pkt.src)) and (dst is None or dst.contains(pkt.dst)) and \
-                (sport is None or sport.contains(pkt.sport)) and (dport is None or dport.contains(pkt.dport)):
-            return True
-        if bidirectional or swapped:
-            return ((src is None or src.contains(pkt.dst)) and (dst is None or dst.contains(pkt.src)) and
-                    (sport is None or sport.contains(pkt.dport)) and (dport is None or dport.contains(pkt.sport)))
-        return False
+        return _addresses_ok(hdr, pkt, transactional and not to_server)
 
     def _header_rare(self, cr: _CRule, pkt, flow, to_server: bool, state) -> bool:
         """_header's conditions that few rules have (the flag in _CRule.hdr)."""
@@ -971,19 +965,6 @@ class DetectionEngine:
             if not buf or not match_list(ml, buf):
                 return False
         return True
-
-    @staticmethod
-    def _addresses(cr: _CRule, pkt, swapped: bool = False) -> bool:
-        r = cr.rule
-        if not swapped and ((cr.src_any or r.src.contains(pkt.src)) and (cr.dst_any or r.dst.contains(pkt.dst))
-                            and (cr.sport_any or r.sport.contains(pkt.sport))
-                            and (cr.dport_any or r.dport.contains(pkt.dport))):
-            return True
-        if r.bidirectional or swapped:
-            return ((cr.src_any or r.src.contains(pkt.dst)) and (cr.dst_any or r.dst.contains(pkt.src))
-                    and (cr.sport_any or r.sport.contains(pkt.dport))
-                    and (cr.dport_any or r.dport.contains(pkt.sport)))
-        return False
 
     @staticmethod
     def _bits_ok(r: Rule, bits: set) -> bool:
@@ -1195,6 +1176,19 @@ class FlowIdsState:
 
 
 MAX_FLOWINTS = 256      # per flow: variables beyond this are not created
+
+
+def _addresses_ok(hdr: tuple, pkt, swapped: bool) -> bool:
+    """A rule's address and port groups (_CRule.hdr; None: any) against the packet's, the other way round too for
+    a bidirectional rule, or only that way when `swapped`."""
+    _, _, _, _, src, dst, sport, dport, _, bidirectional = hdr
+    if not swapped and (src is None or src.contains(pkt.src)) and (dst is None or dst.contains(pkt.dst)) and \
+            (sport is None or sport.contains(pkt.sport)) and (dport is None or dport.contains(pkt.dport)):
+        return True
+    if bidirectional or swapped:
+        return ((src is None or src.contains(pkt.dst)) and (dst is None or dst.contains(pkt.src)) and
+                (sport is None or sport.contains(pkt.dport)) and (dport is None or dport.contains(pkt.sport)))
+    return False
 
 
 def _flowint_value(op, ints: dict):
