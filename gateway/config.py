@@ -49,6 +49,8 @@ class GatewaySection:
     queue_maxlen: int = 4096        # kernel queue length per queue
     flow_events: bool = True        # an EVE `flow` event for every flow when it ends
     vxlan_port: int = 0             # decapsulate VXLAN sent to this UDP port (Suricata's decoder.vxlan); 0 = off
+    geneve_port: int = 6081         # decapsulate Geneve from or to this UDP port (Suricata's decoder.geneve, on by
+                                    # default: cloud load balancers use it); 0 = off
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,9 @@ def from_dict(raw: dict[str, Any], where: str = "<dict>") -> Config:
         v = getattr(gw, key)
         if v <= 0 or v & (v - 1) or v >= 1 << 32:
             raise ConfigError(where, f"gateway.{key}", f"must be a single bit of a 32-bit mark, got {v:#x}")
+    for key in ("vxlan_port", "geneve_port"):
+        if not 0 <= getattr(gw, key) <= 65535:
+            raise ConfigError(where, f"gateway.{key}", f"must be a UDP port 1..65535 or 0 (off), got {getattr(gw, key)}")
     if len({gw.mark_bypass, gw.mark_reject, gw.mark_reply}) != 3:
         raise ConfigError(where, "gateway.mark_reject", "mark_bypass, mark_reject and mark_reply must be different bits")
     metrics = _section(MetricsSection, raw.get("metrics", {}), "metrics", where)

@@ -137,6 +137,10 @@ class Inspector:
         self.bypass_enabled = config.gateway.bypass
         self.flow_events = config.gateway.flow_events
         self.vxlan_port = config.gateway.vxlan_port or -1
+        self.geneve_port = config.gateway.geneve_port or -1
+        # the UDP ports whose datagrams may carry a tunnel (tunnel.inner_datagram decides): by destination, by source
+        self._tunnel_dports = frozenset(p for p in (self.vxlan_port, TEREDO_PORT, self.geneve_port) if p > 0)
+        self._tunnel_sports = frozenset(p for p in (TEREDO_PORT, self.geneve_port) if p > 0)
         # (verdict, reason) -> [packets, bytes]; the worker folds these into Prometheus counters.
         self.counts: dict[tuple[int, str], list[int]] = {}
         self.errors = 0
@@ -169,7 +173,7 @@ class Inspector:
         try:
             proto = pkt.proto
             if proto != PROTO_TCP and (proto in TUNNEL_PROTOS or proto == PROTO_UDP and (
-                    pkt.dport == self.vxlan_port or pkt.dport == TEREDO_PORT or pkt.sport == TEREDO_PORT)):
+                    pkt.dport in self._tunnel_dports or pkt.sport in self._tunnel_sports)):
                 return self._tunnelled(pkt, len(data), 1)
             return self._inspect(pkt, len(data))
         except DecodeError as e:           # raised by fragment reassembly on a bad upper layer
@@ -183,7 +187,7 @@ class Inspector:
         """A tunnel carrier: inspect it, then the packet inside as a packet of its own (as Suricata does); a
         dropped inner packet drops the carrier. The carrier's flow is never bypassed: the kernel would then
         forward inner packets nobody inspected."""
-        inner_data, pkt_src, events = inner_datagram(outer, self.vxlan_port)
+        inner_data, pkt_src, events = inner_datagram(outer, self.vxlan_port, self.geneve_port)
         if inner_data is not None and not pkt_src:
             return self._in_place(outer, inner_data, nbytes)
         verdict = self._inspect(outer, nbytes, False)
@@ -202,7 +206,7 @@ class Inspector:
         inner.tunnel = (outer, depth, pkt_src, ())
         proto = inner.proto
         if depth < MAX_DEPTH and (proto in TUNNEL_PROTOS or proto == PROTO_UDP and (
-                inner.dport == self.vxlan_port or inner.dport == TEREDO_PORT or inner.sport == TEREDO_PORT)):
+                inner.dport in self._tunnel_dports or inner.sport in self._tunnel_sports)):
             v = self._tunnelled(inner, len(inner_data), depth + 1)
         else:
             v = self._inspect(inner, len(inner_data), False)

@@ -1,9 +1,9 @@
-"""Tunnel decapsulation: the inner IP datagram of IP-in-IP, IPv6-in-IP, GRE, VXLAN and Teredo packets.
+"""Tunnel decapsulation: the inner IP datagram of IP-in-IP, IPv6-in-IP, GRE, VXLAN, Geneve and Teredo packets.
 
 Suricata inspects a tunnelled packet as a packet of its own (its own flow, its EVE events carrying a `tunnel`
 object) besides the carrier, and inline the inner packet's verdict applies to the carrier. The Inspector asks
 this module only for the protocols concerned (TUNNEL_PROTOS, UDP to the configured VXLAN port, UDP from or to
-the Teredo port), so other packets pay nothing. Anomalies are named as Suricata's decoder events.
+the Teredo port or the configured Geneve port), so other packets pay nothing. Anomalies are named as Suricata's decoder events.
 """
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ MAX_DEPTH = 3                      # tunnels inside tunnels, at most (bounded re
 TEREDO_PORT = 3544                 # Suricata's decoder.teredo.ports default (either port of the datagram)
 
 _GRE_IPV4, _GRE_IPV6, _GRE_PPP, _GRE_TEB, _GRE_ERSPAN2 = 0x0800, 0x86DD, 0x880B, 0x6558, 0x88BE
+_ETHERTYPE_ARP = 0x0806
 _PPP_IPV4, _PPP_IPV6 = 0x0021, 0x0057
 
 
-def inner_datagram(pkt: Packet, vxlan_port: int) -> tuple[bytes | None, str, tuple[str, ...]]:
+def inner_datagram(pkt: Packet, vxlan_port: int, geneve_port: int = -1) -> tuple[bytes | None, str, tuple[str, ...]]:
     """(the inner IP datagram or None, the pkt_src Suricata gives the inner packet, decoder events).
     pkt_src "" means Suricata decodes the inner layers in place of the carrier (ERSPAN: a mirrored frame),
-    see erspan_vlan."""
+    see erspan_vlan. UDP is tried as Suricata's DecodeUDP does: Teredo, then Geneve, then VXLAN."""
     proto, p = pkt.proto, pkt.payload
     outer = "ipv4" if pkt.version == 4 else "ipv6"
     if proto == PROTO_IPIP or proto == PROTO_IPV6:
@@ -38,6 +39,10 @@ def inner_datagram(pkt: Packet, vxlan_port: int) -> tuple[bytes | None, str, tup
     if proto == 17 and (pkt.dport == TEREDO_PORT or pkt.sport == TEREDO_PORT) and pkt.dport != vxlan_port:
         inner = _teredo(p)
         return inner, ("teredo tunnel" if inner is not None else ""), ()
+    if proto == 17 and (pkt.dport == geneve_port or pkt.sport == geneve_port):
+        inner, events = _geneve(p)
+        if inner is not None or events:
+            return inner, ("geneve encapsulation" if inner is not None else ""), events
     if proto == 17 and pkt.dport == vxlan_port:
         # VXLAN: 8-byte header whose I flag says the VNI is valid, then an Ethernet frame
         if len(p) < 8 + 14 or not p[0] & 0x08:
@@ -69,6 +74,33 @@ def _gre(p: bytes) -> tuple[bytes | None, bool]:
     if etype == _GRE_ERSPAN2 and len(body) >= 8 and body[0] >> 4 == 1:
         return strip_link(LINKTYPE_ETHERNET, body[8:]), True
     return None, False
+
+
+def _geneve(p: bytes) -> tuple[bytes | None, tuple[str, ...]]:
+    """Geneve (RFC 8926) as Suricata's DecodeGeneve checks it: version 0, reserved bits and byte zero, the
+    options adding up to the header length; then IPv4, IPv6 or an Ethernet frame (ARP: nothing to inspect).
+    An unknown payload type raises geneve.unknown_payload_type; a datagram failing the header checks is
+    not Geneve and stays plain UDP."""
+    if len(p) < 8:
+        return None, ()
+    hlen = 8 + (p[0] & 0x3F) * 4
+    if len(p) < hlen or p[0] >> 6 != 0 or p[1] & 0x3F or p[7]:
+        return None, ()
+    i = 8
+    while i < hlen:                 # each option: class (2), type (1), reserved bits and length in words (1)
+        if i + 4 > hlen:
+            return None, ()
+        i += 4 + (p[i + 3] & 0x1F) * 4
+    if i != hlen:
+        return None, ()
+    etype, body = int.from_bytes(p[2:4], "big"), p[hlen:]
+    if etype == _GRE_IPV4 or etype == _GRE_IPV6:
+        return (body if body and body[0] >> 4 == (4 if etype == _GRE_IPV4 else 6) else None), ()
+    if etype == _GRE_TEB:
+        return strip_link(LINKTYPE_ETHERNET, body), ()
+    if etype == _ETHERTYPE_ARP:
+        return None, ()
+    return None, ("geneve.unknown_payload_type",)
 
 
 def _teredo(p: bytes) -> bytes | None:

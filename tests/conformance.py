@@ -95,6 +95,8 @@ def suricata_like_config(test_dir: Path):
     gateway = {"bypass": False}
     if "decoder.vxlan.enabled=true" in args:
         gateway["vxlan_port"] = 4789     # Suricata's default decoder.vxlan.ports
+    if "decoder.geneve.enabled=false" in args:
+        gateway["geneve_port"] = 0       # on by default in both (decoder.geneve.ports 6081)
     stream = {"midstream": midstream}
     depth = re.search(r"stream\.reassembly\.depth=(\d+)", args)
     if depth:

@@ -38,7 +38,7 @@ EVENTS = frozenset({
     "ipv4.frag_overlap", "ipv6.frag_overlap", "ipv4.frag_pkt_too_large", "ipv6.frag_pkt_too_large",
     "ipv6.frag_invalid_length",
     # tunnels (gateway/tunnel.py)
-    "ipv6.ipv4_in_ipv6_wrong_version", "ipv6.ipv6_in_ipv6_wrong_version",
+    "ipv6.ipv4_in_ipv6_wrong_version", "ipv6.ipv6_in_ipv6_wrong_version", "geneve.unknown_payload_type",
 })
 
 

@@ -160,6 +160,7 @@ class _CRule:
 # Bytes of a TCP direction's reassembled stream kept before the new ones, so that content split over segments
 # matches (Suricata's raw stream inspection). A match is reported on the packet whose bytes complete it.
 STREAM_WINDOW = 1024
+_PROTO_GRE = 47
 
 
 def _window_ok(rule: Rule, pkt_lists) -> int:
@@ -726,7 +727,9 @@ class DetectionEngine:
         out: list[Match] = []
         # payload from reassembled stream bytes (data on a SYN is the packet's own: stage.py)
         stream_pkt = pkt.proto == PROTO_TCP and flow.streams is not None and not pkt.tcp_flags & SYN
-        first = (flow.pkts_toserver if to_server else flow.pkts_toclient) == 1   # for IP-only rules
+        # IP-only rules: the first packet each way; every packet of a GRE carrier, for which Suricata sets up no
+        # flow (DecodeGRE)
+        first = (flow.pkts_toserver if to_server else flow.pkts_toclient) == 1 or pkt.proto == _PROTO_GRE
         for i in order:
             cr = rules[i]
             tl = tx_cands.get(i)
