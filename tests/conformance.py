@@ -232,6 +232,19 @@ def explain_failure(test_dir: Path, failures: list[str]) -> str:
 
 
 def write_expected_failures(path: Path, tests: list[Path], results: dict) -> None:
+    """The table of failing tests. A test that failed before keeps the reason the file already gives (reasons are
+    often written by hand after a look at the test); a new one gets explain_failure's. The summary after the
+    table (`## By cause`) is kept as it was, for whoever edits it, when the file has one."""
+    old_reasons: dict[str, str] = {}
+    summary = ""
+    if path.is_file():
+        text = path.read_text()
+        for line in text.splitlines():
+            m = re.match(r"\| (\S+) \| (.*) \|$", line)
+            if m and m.group(1) not in ("test", "---"):
+                old_reasons[m.group(1)] = m.group(2)
+        if "\n## By cause" in text:
+            summary = text[text.index("\n## By cause"):].strip("\n")
     failed = [t for t in tests if not results[t.name]["passed"]]
     passed = len(tests) - len(failed)
     lines = ["# suricata-verify tests the replay engine does not pass yet", "",
@@ -242,11 +255,14 @@ def write_expected_failures(path: Path, tests: list[Path], results: dict) -> Non
              "| test | why |", "|---|---|"]
     by_cause: dict[str, int] = {}
     for t in failed:
-        why = explain_failure(t, results[t.name]["failures"]).replace("|", "\\|")
+        why = old_reasons.get(t.name) or explain_failure(t, results[t.name]["failures"]).replace("|", "\\|")
         group = why.split(":")[0]
         by_cause[group] = by_cause.get(group, 0) + 1
         lines.append(f"| {t.name} | {why} |")
-    lines += ["", "## By cause", ""] + [f"- {n} x {c}" for c, n in sorted(by_cause.items(), key=lambda kv: -kv[1])]
+    if summary:
+        lines += ["", summary]
+    else:
+        lines += ["", "## By cause", ""] + [f"- {n} x {c}" for c, n in sorted(by_cause.items(), key=lambda kv: -kv[1])]
     path.write_text("\n".join(lines) + "\n")
 
 
