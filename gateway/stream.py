@@ -223,10 +223,16 @@ class StreamStage(Stage):
                 mine.depth_event = True
                 _raise_event(flow, pkt, "reassembly_depth_reached")
             return
-        if flags & SYN:
-            mine.next_seq = (pkt.seq + 1) % _MOD
-            return
         payload = pkt.payload
+        seq = pkt.seq                               # of the first payload byte
+        if flags & SYN:
+            if mine.delivered:
+                return                              # a retransmitted SYN: its bytes were delivered already
+            seq = mine.next_seq = (pkt.seq + 1) % _MOD
+            if not payload:
+                return
+            # TCP Fast Open: the data on the SYN is the stream's first bytes (at ISN + 1); the next segment the
+            # client sends continues it
         if mine.next_seq is None:
             if not payload:
                 if flags & ACK and other.next_seq is None and pkt.ack:
@@ -238,7 +244,7 @@ class StreamStage(Stage):
             _raise_event(flow, pkt, "reassembly_seq_gap")
         if payload or mine.pending:
             before = mine.delivered
-            data, grew = mine.add(pkt.seq, payload)
+            data, grew = mine.add(seq, payload)
             self.pending_total += grew
             if data:
                 if before + len(data) > self.cfg.depth:
@@ -257,7 +263,7 @@ class StreamStage(Stage):
                 self._limit(ctx, mine, other)
                 return
         if flags & FIN:
-            mine.fin_seq = (pkt.seq + len(payload)) % _MOD
+            mine.fin_seq = (seq + len(payload)) % _MOD
             if not mine.pending:
                 self._finish(mine)
 

@@ -64,6 +64,20 @@ def test_retransmission_is_not_delivered_twice():
     assert rec.data[True] == b"abcdef"
 
 
+def test_fast_open_syn_data_starts_the_stream():
+    # TCP Fast Open: the SYN's data is the stream's first bytes (at ISN + 1) and the next segment continues it;
+    # a retransmitted SYN with the same data is not delivered again
+    rec = Recorder()
+    insp = make_inspector(extra_stages=[rec])
+    insp.process(tcp(C, S, 40000, 80, "S", 1000, 0, b"GET /a"), 1.0)
+    assert rec.data[True] == b"GET /a"
+    insp.process(tcp(C, S, 40000, 80, "S", 1000, 0, b"GET /a"), 1.1)
+    insp.process(tcp(S, C, 80, 40000, "SA", 5000, 1007), 1.2)
+    insp.process(tcp(C, S, 40000, 80, "A", 1007, 5001, b"bc HTTP/1.1\r\n\r\n"), 1.3)
+    assert rec.data[True] == b"GET /abc HTTP/1.1\r\n\r\n"
+    assert rec.gaps == 0
+
+
 def test_gap_skipped_when_peer_acks_unseen_bytes():
     insp, rec = _session()
     _send(insp, 1001, b"head")

@@ -13,7 +13,7 @@ context) for the IDS stage, which evaluates app-layer rules against them. Parser
 from __future__ import annotations
 
 from ..events import packet_event
-from ..packet import FIN, PROTO_TCP, PROTO_UDP, RST, SYN
+from ..packet import FIN, PROTO_TCP, PROTO_UDP, RST
 from ..pipeline import PacketContext, Stage
 from ..stream import stream_exhausted
 from .detect import detect
@@ -108,8 +108,8 @@ class AppLayerStage(Stage):
         st.updated = []
         to_server = ctx.to_server
         if proto == PROTO_TCP:
-            # data on a SYN (TCP Fast Open) is not part of the reassembled stream; it is the first bytes
-            data = ctx.stream_data or (pkt.payload if pkt.tcp_flags & SYN and flow.streams is not None else b"")
+            # the reassembled bytes (data on a SYN, TCP Fast Open, is the stream's first: stream.py)
+            data = ctx.stream_data
         else:
             data = pkt.payload
         if st.proto is None:

@@ -25,7 +25,7 @@ from types import MappingProxyType
 
 from ..applayer.http import HttpTransaction, buffer_getter
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED
-from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN
+from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..stream import stream_events
 from .decoder_events import packet_events
 from .header import HEADER_BUFFERS, field_value, header_buffer
@@ -725,8 +725,8 @@ class DetectionEngine:
         if established is None:
             established = _established(flow)
         out: list[Match] = []
-        # payload from reassembled stream bytes (data on a SYN is the packet's own: stage.py)
-        stream_pkt = pkt.proto == PROTO_TCP and flow.streams is not None and not pkt.tcp_flags & SYN
+        # payload from reassembled stream bytes (TCP Fast Open data on a SYN included: stream.py)
+        stream_pkt = pkt.proto == PROTO_TCP and flow.streams is not None
         # IP-only rules: the first packet each way; every packet of a GRE carrier, for which Suricata sets up no
         # flow (DecodeGRE)
         first = (flow.pkts_toserver if to_server else flow.pkts_toclient) == 1 or pkt.proto == _PROTO_GRE

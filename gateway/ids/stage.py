@@ -18,7 +18,7 @@ from ..applayer.http import HttpFile
 from ..config import EventsSection
 from ..events import add_packet_fields, eve_timestamp, packet_event
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED, eof_packet
-from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN
+from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..pipeline import PacketContext, Stage, Verdict
 from ..stream import stream_exhausted
 from .decoder_events import undecodable_events
@@ -57,8 +57,8 @@ class IdsStage(Stage):
             established = st.est
             st.est = flow.tcp_state == TCP_ESTABLISHED or flow.tcp_state == TCP_CLOSING
             if flow.streams is not None:
-                # reassembled bytes; data on a SYN (TCP Fast Open) never enters the stream: inspect it as is
-                data = ctx.stream_data or (pkt.payload if pkt.tcp_flags & SYN else b"")
+                # reassembled bytes (data on a SYN, TCP Fast Open, is the stream's first: stream.py)
+                data = ctx.stream_data
             else:
                 data = pkt.payload
         else:
