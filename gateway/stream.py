@@ -13,6 +13,8 @@ Policies, all counted:
 - Gaps: when the other side acknowledges bytes we never saw (lost before us, or a capture that missed
   them) while later bytes are buffered, the hole is skipped: the buffered bytes are released and
   `stream_gap` is set on the packet that carries them.
+- TCP Fast Open: data on a SYN is the start of its direction's stream (at ISN + 1); a retransmitted SYN adds
+  nothing.
 - Depth: past `stream.depth` bytes in a direction nothing more is reassembled there; the flow then has
   nothing left to inspect and may be bypassed.
 - Limits: past `max_pending` or `memcap`, `stream.on_limit` applies: bypass (stop reassembling the flow,
