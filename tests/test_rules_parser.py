@@ -509,3 +509,24 @@ def test_pcre_spellings_keep_pcre_meaning(pcre, yes, no):
 
 def test_unsupported_posix_class_is_rejected():
     assert "POSIX class" in reject('pcre:"/[[:^alpha:]]/";')
+
+
+@pytest.mark.parametrize("requires", ["version >= 7", "version >= 7.0.3 < 8", "version < 7 | >= 7.0"])
+def test_requires_met_loads_the_rule(requires):
+    rule = parse_rule(f'alert tcp any any -> any any (content:"x"; requires: {requires}; sid:1;)')
+    assert rule.sid == 1
+
+
+@pytest.mark.parametrize("requires, reason", [
+    ("version >= 8", "requires: version >= 8 (the engine follows Suricata 7.0.3)"),
+    ("version >= 7.0.4 < 8 | >= 8.0.3", "requires: version >= 7.0.4 < 8 | >= 8.0.3 (the engine follows Suricata 7.0.3)"),
+    ("feature geoip, version >= 7", "requires: feature geoip (not provided)"),
+    ("version 7", "requires: bad version expression 'version 7'"),
+    ("colour blue", "requires: unknown requirement 'colour' (feature or version)"),
+])
+def test_requires_unmet_or_malformed_names_the_requirement(requires, reason):
+    # checked before the other keywords: a rule for a newer engine is reported by its requirement, not by a
+    # keyword this engine lacks (asn1 here)
+    with pytest.raises(RuleError) as e:
+        parse_rule(f'alert tcp any any -> any any (asn1:oversize_length 10; requires: {requires}; sid:1;)')
+    assert e.value.reason == reason

@@ -319,6 +319,11 @@ def _tag(b, v):
     b.rule["tag"] = t
 
 
+def _requires(b, v):
+    # checked before every other keyword (rules.parse_rule, requires.py); a rule that gets here meets it
+    _need(v, "requires")
+
+
 def _noalert(b, v):
     _none(v, "noalert")
     b.rule["noalert"] = True
@@ -1329,7 +1334,7 @@ def _reg(name: str, kind: str, setup: Callable, buffer: str | None = None) -> No
 
 for _n, _f in (("msg", _msg), ("sid", _sid), ("rev", _rev), ("gid", _gid), ("classtype", _classtype),
                ("priority", _priority), ("reference", _reference), ("metadata", _metadata),
-               ("target", _target), ("tag", _tag), ("noalert", _noalert), ("flow", _flow),
+               ("target", _target), ("tag", _tag), ("requires", _requires), ("noalert", _noalert), ("flow", _flow),
                ("flowbits", _flowbits), ("xbits", _xbits), ("threshold", _threshold),
                ("detection_filter", _detection_filter), ("stream_size", _stream_size), ("flags", _flags),
                ("dsize", _rule_compare("dsize", 65535)), ("itype", _rule_compare("itype", 255)),

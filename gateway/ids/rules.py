@@ -29,6 +29,7 @@ from .model import (
     RuleError,
     RuleSet,
 )
+from .requires import unmet as requires_unmet
 from .vars import VarError, Variables
 
 __all__ = ["ACTIONS", "PROTOCOLS", "RuleError", "RuleFileError", "load_rules", "parse_rule"]
@@ -334,6 +335,12 @@ def parse_rule(text: str, variables: Variables | None = None, *, file: str = "",
         b = _Builder(classifications)
         b.rule_file = file
         options = _split_options(body)
+        for name, value in options:
+            # before anything else: a rule for a newer engine is skipped by its requirement (requires.py)
+            if name == "requires":
+                why = requires_unmet(value)
+                if why:
+                    raise RuleError(why)
         for name, value in options:
             kw = KEYWORDS.get(name)
             if kw is None:
