@@ -39,8 +39,10 @@ _HALF = 1 << 31
 #   reassembly_seq_gap        the peer acknowledged bytes that never passed us: reassembly skips the hole
 #   pkt_invalid_timestamp     an answer to a SYN echoing another timestamp than the SYN's (flow.syn_sent_rejects)
 #   suspected_rst_inject      the sender of an acceptable RST sends again (not a RST): reassembly resumes
+#   3whs_synack_tfo_data_ignored  the SYN/ACK acknowledges only the SYN of a SYN that carried data (TCP Fast Open
+#                             refused): the client sends those bytes again, and they are taken from there
 STREAM_EVENTS = frozenset({"reassembly_depth_reached", "reassembly_seq_gap", "pkt_invalid_timestamp",
-                           "suspected_rst_inject"})
+                           "suspected_rst_inject", "3whs_synack_tfo_data_ignored"})
 
 
 def stream_events(flow: Flow, pkt) -> frozenset | set:
@@ -67,7 +69,7 @@ class StreamDirection:
     """Reassembles one direction. `next_seq` is the next byte expected; None until the start is known."""
 
     __slots__ = ("next_seq", "pending", "pending_bytes", "delivered", "finished", "gaps",
-                 "overlap_mismatch", "fin_seq", "gap_before_next", "depth_reached", "depth_event")
+                 "overlap_mismatch", "fin_seq", "gap_before_next", "depth_reached", "depth_event", "syn_data")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
@@ -81,6 +83,7 @@ class StreamDirection:
         self.gap_before_next = False          # a hole was skipped: the next bytes delivered follow a gap
         self.depth_reached = False            # stream.depth bytes were handed to inspection
         self.depth_event = False              # reassembly_depth_reached was raised in this direction
+        self.syn_data = 0                     # bytes delivered from the SYN (TCP Fast Open), until the SYN/ACK
 
     def add(self, seq: int, data: bytes) -> tuple[bytes, int]:
         """Add a segment. Returns (newly contiguous bytes, change in pending bytes)."""
@@ -231,8 +234,11 @@ class StreamStage(Stage):
             if mine.delivered:
                 return                              # a retransmitted SYN: its bytes were delivered already
             seq = mine.next_seq = (pkt.seq + 1) % _MOD
+            if flags & ACK and other.syn_data:
+                self._tfo_answer(flow, pkt, other)
             if not payload:
                 return
+            mine.syn_data = len(payload)
             # TCP Fast Open: the data on the SYN is the stream's first bytes (at ISN + 1); the next segment the
             # client sends continues it
         if mine.next_seq is None:
@@ -268,6 +274,20 @@ class StreamStage(Stage):
             mine.fin_seq = (seq + len(payload)) % _MOD
             if not mine.pending:
                 self._finish(mine)
+
+    @staticmethod
+    def _tfo_answer(flow: Flow, pkt, client: StreamDirection) -> None:
+        """The server's SYN/ACK to a SYN that carried data. Acknowledging only the SYN refuses the data (no Fast
+        Open cookie, or disabled): the client will send those bytes again, possibly other ones, and the server
+        reads those. So the stream goes back to ISN + 1 and what the app layer parsed from the SYN is dropped
+        (Suricata resets next_seq likewise); otherwise a harmless SYN payload could hide the real request."""
+        syn_data, client.syn_data = client.syn_data, 0
+        if pkt.ack != (client.next_seq - syn_data) % _MOD or client.delivered != syn_data or client.pending:
+            return                                  # accepted (or already followed by more bytes): keep it
+        client.next_seq = pkt.ack
+        client.delivered = 0
+        flow.state.pop("applayer", None)            # the app layer starts again on the bytes the server reads
+        _raise_event(flow, pkt, "3whs_synack_tfo_data_ignored")
 
     def _check_gap(self, stream: StreamDirection, ack: int) -> bool:
         """The peer acknowledged bytes beyond the next one we expect while we hold later bytes: the

@@ -78,6 +78,19 @@ def test_fast_open_syn_data_starts_the_stream():
     assert rec.gaps == 0
 
 
+def test_fast_open_data_the_server_refuses_is_taken_from_the_resend():
+    # the SYN/ACK acknowledges only the SYN: the server never read the SYN's bytes, so the bytes the client
+    # sends next at ISN + 1 (here other ones) are the stream, not an overlap of what the SYN carried
+    rec = Recorder()
+    insp = make_inspector(extra_stages=[rec])
+    insp.process(tcp(C, S, 40000, 80, "S", 1000, 0, b"GET /harmless"), 1.0)
+    insp.process(tcp(S, C, 80, 40000, "SA", 5000, 1001), 1.1)
+    insp.process(tcp(C, S, 40000, 80, "PA", 1001, 5001, b"GET /real HTTP/1.1\r\n\r\n"), 1.2)
+    assert rec.data[True] == b"GET /harmless" + b"GET /real HTTP/1.1\r\n\r\n"   # both were inspected
+    stream = next(iter(insp.flows.flows.values())).streams[0]
+    assert stream.delivered == len(b"GET /real HTTP/1.1\r\n\r\n") and stream.overlap_mismatch == 0
+
+
 def test_gap_skipped_when_peer_acks_unseen_bytes():
     insp, rec = _session()
     _send(insp, 1001, b"head")

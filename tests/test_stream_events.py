@@ -196,3 +196,18 @@ def test_fast_pattern_in_an_earlier_segment_and_the_rest_in_this_one(tmp_path):
         tcp(C, S, 40000, 80, "PA", 1086, 5001, b" DROPTABLE users"),
     ]
     assert run(tmp_path, rules, far) == []
+
+
+def test_refused_fast_open_data_event_and_the_real_request_is_parsed(tmp_path):
+    # a SYN carrying a harmless request the server refuses (its SYN/ACK acknowledges only the SYN), then the
+    # real one: the event is raised on the SYN/ACK and the HTTP rules see the real request (the SYN's own was
+    # inspected when it came: it was on the wire)
+    rules = ('alert tcp any any -> any any (stream-event:3whs_synack_tfo_data_ignored; sid:1;)\n'
+             'alert http any any -> any any (http.uri; content:"/real"; sid:2;)\n'
+             'alert http any any -> any any (http.uri; content:"/harmless"; sid:3;)\n')
+    pkts = [tcp(C, S, 40000, 80, "S", 1000, 0, b"GET /harmless HTTP/1.1\r\n\r\n"),
+            tcp(S, C, 80, 40000, "SA", 5000, 1001),
+            tcp(C, S, 40000, 80, "PA", 1001, 5001, b"GET /real HTTP/1.1\r\nHost: x\r\n\r\n"),
+            tcp(S, C, 80, 40000, "PA", 5001, 1035, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]
+    got = run(tmp_path, rules, pkts)
+    assert (1, 2) in got and (2, 3) in got and (3, 1) in got
