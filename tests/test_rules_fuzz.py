@@ -16,7 +16,8 @@ SEEDS = [text for f in sorted(ET_SAMPLE.glob("*.rules"))
 FRAGMENTS = ['content:"', '|', '"', ";", ":", "\\", "!", ",", "(", ")", "[", "]", "$HOME_NET", "any", "->", "<>",
              "http.uri;", "http_uri;", "pcre:\"/", "/Ri\";", "byte_test:4,>,1,0,relative;", "distance:",
              "within:", "depth:", "offset:", "fast_pattern:", "only", "nocase;", "flowbits:", "dotprefix;",
-             "byte_extract:2,0,v;", "isdataat:!", "sid:", "1", "0", "-1", "65536", "999999999999999999999",
+             "byte_extract:2,0,v;", "isdataat:!", "requires:", "version", "feature", ">=", "<", "7.0.3", "|",
+             "sid:", "1", "0", "-1", "65536", "999999999999999999999",
              "\x00", "\xff", " ", "\t", "\n", "é"]
 
 
@@ -64,3 +65,17 @@ def test_seeds_parse():
     assert len(SEEDS) >= 300
     for text in SEEDS:
         check(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["version", "feature", " ", ">=", ">", "<=", "<", "=", "==", "7", ".", "0", "3",
+                                 "8", "|", ",", "geoip", "x", "99999999999"]), max_size=20).map("".join))
+def test_requires_values(value):
+    # the requires check answers met (None), unmet (a reason) or malformed (RuleError), whatever the value
+    from gateway.ids.requires import unmet
+    try:
+        why = unmet(value)
+    except RuleError as e:
+        assert e.reason.startswith("requires:")
+        return
+    assert why is None or why.startswith("requires:")
