@@ -286,6 +286,7 @@ class StreamStage(Stage):
             return                                  # accepted (or already followed by more bytes): keep it
         client.next_seq = pkt.ack
         client.delivered = 0
+        client.gap_before_next = True               # the resent bytes do not continue the SYN's (stream_gap)
         flow.state.pop("applayer", None)            # the app layer starts again on the bytes the server reads
         _raise_event(flow, pkt, "3whs_synack_tfo_data_ignored")
 

@@ -87,6 +87,7 @@ def test_fast_open_data_the_server_refuses_is_taken_from_the_resend():
     insp.process(tcp(S, C, 80, 40000, "SA", 5000, 1001), 1.1)
     insp.process(tcp(C, S, 40000, 80, "PA", 1001, 5001, b"GET /real HTTP/1.1\r\n\r\n"), 1.2)
     assert rec.data[True] == b"GET /harmless" + b"GET /real HTTP/1.1\r\n\r\n"   # both were inspected
+    assert rec.gaps == 1            # ... but not as one stream: content cannot match across the two
     stream = next(iter(insp.flows.flows.values())).streams[0]
     assert stream.delivered == len(b"GET /real HTTP/1.1\r\n\r\n") and stream.overlap_mismatch == 0
 
