@@ -597,6 +597,9 @@ class DetectionEngine:
             cands.update(lst)
         tx_cands: dict[int, list] = {}     # transaction rule candidates -> the (app, tx) to try
         txversions: dict[int, tuple] = {}
+        # id(tx) -> the tx's memo in state.scans: its buffers' last scans (kind -> (version, hits)), the
+        # candidates of its last update (-1), and the versions each rule i failed on (-2 - i)
+        txmemos: dict[int, dict] = {}
         if txs:
             self._bufcache = {}
             scans = None
@@ -623,7 +626,7 @@ class DetectionEngine:
                     memo = scans.get(key)
                     if memo is None or memo[0] is not whole:
                         memo = scans[key] = (whole, {})
-                    memo = memo[1]
+                    memo = txmemos[id(tx)] = memo[1]
                     last = memo.get(-1)
                     if last is not None and last[0] == versions:
                         # nothing detection can see changed (a body segment while the body waits for its
@@ -765,7 +768,6 @@ class DetectionEngine:
                 # first drop the transactions this rule already alerted on, or failed on with the same
                 # buffers (Suricata's per-transaction detect state), then check the header once
                 txmem = state.tx
-                failed = state.failed
                 pending = []
                 for app, tx in (_per_file(tl, to_server) if cr.per_file else tl):
                     if cr.app is not None and cr.app != app:
@@ -774,29 +776,25 @@ class DetectionEngine:
                     seen = txmem.get(id(whole))
                     if seen is not None and seen[0] is whole and i in seen[1]:
                         continue
-                    fkey = sig = None
+                    fmemo = sig = None
                     if not cr.pkt_lists and cr.kinds is not None:
                         versions = txversions.get(id(tx))
                         if versions is not None:
-                            sig = tuple([versions[k] for k in cr.kinds])
-                            fkey = (id(whole), i, to_server)
-                            prev = failed.get(fkey)
-                            if prev is not None and prev[0] is whole and prev[1] == sig:
-                                continue
-                    pending.append((app, tx, whole, fkey, sig))
+                            rk = cr.kinds
+                            sig = versions[rk[0]] if len(rk) == 1 else tuple([versions[k] for k in rk])
+                            fmemo = txmemos[id(tx)]
+                            if fmemo.get(-2 - i) == sig:
+                                continue        # failed on these very buffers before
+                    pending.append((app, tx, whole, fmemo, sig))
                 if not pending or not self._header(cr, pkt, flow, to_server, state, established):
                     continue
                 matched = []
-                for app, tx, whole, fkey, sig in pending:
+                for app, tx, whole, fmemo, sig in pending:
                     self.evaluated += 1
                     if not (self._tx_match_memo(cr, app, tx, to_server) if cr.memo_ok else
                             self._tx_match(cr, app, tx, to_server, pkt_data)):
-                        if fkey is not None:
-                            if failed is _EMPTY:
-                                failed = state.failed = {}
-                            elif len(failed) > MAX_SCAN_MEMORY:
-                                failed.clear()
-                            failed[fkey] = (whole, sig)
+                        if fmemo is not None:
+                            fmemo[-2 - i] = sig
                         continue
                     if txmem is _EMPTY:
                         txmem = state.tx = OrderedDict()
@@ -1159,7 +1157,7 @@ _EMPTY = MappingProxyType({})     # read-only: a write to a container not yet ma
 class FlowIdsState:
     """The engine's per-flow state (flow.state["ids"])."""
 
-    __slots__ = ("bits", "tx", "est", "passed", "scans", "failed", "ints", "dropped", "drop_logged", "tails",
+    __slots__ = ("bits", "tx", "est", "passed", "scans", "ints", "dropped", "drop_logged", "tails",
                  "routes")
 
     def __init__(self) -> None:
@@ -1171,8 +1169,7 @@ class FlowIdsState:
         self.passed = False                         # a pass rule matched: no more inspection
         self.dropped = False                        # a drop/reject acted on the flow: no more inspection
         self.drop_logged = 0                        # directions (1 to server, 2 to client) given a drop event
-        self.scans: dict = _EMPTY                   # prefilter results per tx buffer (see inspect)
-        self.failed: dict = _EMPTY                  # (tx, rule, dir) -> buffer versions it failed on
+        self.scans: dict = _EMPTY                   # per tx: buffer scans, rule failures (inspect, txmemos)
         self.ints: dict[str, int] = _EMPTY          # flowint variables
         self.tails = [b"", b""]                     # last stream bytes to server / to client (STREAM_WINDOW)
         self.routes = [None, None]                  # DetectionEngine._route of the to-client / to-server packets
