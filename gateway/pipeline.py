@@ -49,8 +49,18 @@ _ACCEPT, _BYPASS = Verdict.ACCEPT, Verdict.BYPASS
 class PacketContext:
     """What the stages see and decide for one packet."""
 
-    __slots__ = ("pkt", "flow", "to_server", "new_flow", "verdict", "reason", "final", "stream_data",
-                 "stream_gap", "inspector")
+    __slots__ = (
+        "final",
+        "flow",
+        "inspector",
+        "new_flow",
+        "pkt",
+        "reason",
+        "stream_data",
+        "stream_gap",
+        "to_server",
+        "verdict",
+    )
 
     def __init__(self, inspector: Inspector, pkt: Packet, flow: Flow, to_server: bool, new_flow: bool):
         self.inspector = inspector

@@ -68,8 +68,20 @@ def seq_diff(a: int, b: int) -> int:
 class StreamDirection:
     """Reassembles one direction. `next_seq` is the next byte expected; None until the start is known."""
 
-    __slots__ = ("next_seq", "pending", "pending_bytes", "delivered", "finished", "gaps",
-                 "overlap_mismatch", "fin_seq", "gap_before_next", "depth_reached", "depth_event", "syn_data")
+    __slots__ = (
+        "delivered",
+        "depth_event",
+        "depth_reached",
+        "fin_seq",
+        "finished",
+        "gap_before_next",
+        "gaps",
+        "next_seq",
+        "overlap_mismatch",
+        "pending",
+        "pending_bytes",
+        "syn_data",
+    )
 
     def __init__(self) -> None:
         self.next_seq: int | None = None

@@ -248,10 +248,10 @@ def write_expected_failures(path: Path, tests: list[Path], results: dict) -> Non
     failed = [t for t in tests if not results[t.name]["passed"]]
     passed = len(tests) - len(failed)
     lines = ["# suricata-verify tests the replay engine does not pass yet", "",
-             f"{passed}/{len(tests)} tests pass ({100.0 * passed / max(1, len(tests)):.1f}%); the passing ones are "
-             "copied here and run by tests/test_conformance.py.",
-             "Regenerate with `python -m tests.conformance CORPUS --copy-passing tests/data/suricata-verify "
-             "--expected-failures tests/data/suricata-verify/EXPECTED_FAILURES.md`.", "",
+             (f"{passed}/{len(tests)} tests pass ({100.0 * passed / max(1, len(tests)):.1f}%); the passing ones are "
+              "copied here and run by tests/test_conformance.py."),
+             ("Regenerate with `python -m tests.conformance CORPUS --copy-passing tests/data/suricata-verify "
+              "--expected-failures tests/data/suricata-verify/EXPECTED_FAILURES.md`."), "",
              "| test | why |", "|---|---|"]
     by_cause: dict[str, int] = {}
     for t in failed:

@@ -29,7 +29,7 @@ _PARSERS = {"http": HttpParser, "tls": TlsParser}
 class AppState:
     """What the stage keeps per flow (flow.state["applayer"])."""
 
-    __slots__ = ("proto", "parser", "probe", "failed", "updated", "ctx", "anomalies", "closed", "known", "pd_pkt")
+    __slots__ = ("anomalies", "closed", "ctx", "failed", "known", "parser", "pd_pkt", "probe", "proto", "updated")
 
     def __init__(self) -> None:
         self.proto: str | None = None

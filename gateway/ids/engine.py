@@ -58,9 +58,34 @@ MAX_THRESHOLD_ENTRIES = 65536
 class _CRule:
     """A rule plus what the engine precomputes for it."""
 
-    __slots__ = ("ip_only", "per_file", "rule", "idx", "order", "pkt_lists", "hdr_lists", "tx_lists", "kinds", "stream_mode", "tx_dir", "is_tx", "flow_scope", "app", "src_any", "dst_any",
-                 "sport_any", "dport_any", "needs_payload", "reads_bits", "writes_bits", "dsize_needs_payload",
-                 "pkt_fields", "window_ok", "memo_ok", "hdr")
+    __slots__ = (
+        "app",
+        "dport_any",
+        "dsize_needs_payload",
+        "dst_any",
+        "flow_scope",
+        "hdr",
+        "hdr_lists",
+        "idx",
+        "ip_only",
+        "is_tx",
+        "kinds",
+        "memo_ok",
+        "needs_payload",
+        "order",
+        "per_file",
+        "pkt_fields",
+        "pkt_lists",
+        "reads_bits",
+        "rule",
+        "sport_any",
+        "src_any",
+        "stream_mode",
+        "tx_dir",
+        "tx_lists",
+        "window_ok",
+        "writes_bits",
+    )
 
     def __init__(self, rule: Rule, idx: int, action_rank: dict | None = None):
         self.rule = rule
@@ -208,8 +233,21 @@ def _rw_rank(reads: list[bool]) -> int:
 class _Group:
     """The rules of one IP-protocol group."""
 
-    __slots__ = ("prefilters", "port_prefilters", "tx_prefilters", "tx_kinds", "nofp_any", "nofp_port", "tx_nofp",
-                 "nofp_src4", "nofp_dst4", "nofp_addr6", "nofp_sport", "tx_in_pkt", "route_ports")
+    __slots__ = (
+        "nofp_addr6",
+        "nofp_any",
+        "nofp_dst4",
+        "nofp_port",
+        "nofp_sport",
+        "nofp_src4",
+        "port_prefilters",
+        "prefilters",
+        "route_ports",
+        "tx_in_pkt",
+        "tx_kinds",
+        "tx_nofp",
+        "tx_prefilters",
+    )
 
     def __init__(self):
         self.prefilters: dict[str, BufferPrefilter] = {}
@@ -235,7 +273,7 @@ class Match:
     """One rule that matched on this packet (tx is the transaction for app-layer rules). flow_scope: a drop
     or reject acts on the whole flow (else on this packet only)."""
 
-    __slots__ = ("rule", "tx", "app", "flow_scope")
+    __slots__ = ("app", "flow_scope", "rule", "tx")
 
     def __init__(self, rule: Rule, tx, app: str | None, flow_scope: bool = True):
         self.rule = rule
@@ -1157,8 +1195,18 @@ _EMPTY = MappingProxyType({})     # read-only: a write to a container not yet ma
 class FlowIdsState:
     """The engine's per-flow state (flow.state["ids"])."""
 
-    __slots__ = ("bits", "tx", "est", "passed", "scans", "ints", "dropped", "drop_logged", "tails",
-                 "routes")
+    __slots__ = (
+        "bits",
+        "drop_logged",
+        "dropped",
+        "est",
+        "ints",
+        "passed",
+        "routes",
+        "scans",
+        "tails",
+        "tx",
+    )
 
     def __init__(self) -> None:
         # the containers are shared empty ones until first written: most flows never set a flowbit or match a
