@@ -182,8 +182,7 @@ class Inspector:
         pkt.linktype = linktype
         try:
             proto = pkt.proto
-            if proto != PROTO_TCP and (proto in TUNNEL_PROTOS or proto == PROTO_UDP and (
-                    pkt.dport in self._tunnel_dports or pkt.sport in self._tunnel_sports)):
+            if proto != PROTO_TCP and self._may_carry_tunnel(pkt):
                 return self._tunnelled(pkt, len(data), 1)
             return self._inspect(pkt, len(data))
         except DecodeError as e:           # raised by fragment reassembly on a bad upper layer
@@ -192,6 +191,12 @@ class Inspector:
             self.errors += 1
             self.last_error = f"{type(e).__name__}: {e}"
             return self._count(self.malformed_verdict, "internal_error", len(data))
+
+    def _may_carry_tunnel(self, pkt: Packet) -> bool:
+        """IP-in-IP, GRE, or UDP from or to a tunnel port: tunnel.inner_datagram looks inside."""
+        proto = pkt.proto
+        return proto in TUNNEL_PROTOS or proto == PROTO_UDP and (
+            pkt.dport in self._tunnel_dports or pkt.sport in self._tunnel_sports)
 
     def _tunnelled(self, outer: Packet, nbytes: int, depth: int) -> Verdict:
         """A tunnel carrier: inspect it, then the packet inside as a packet of its own (as Suricata does); a
@@ -214,9 +219,7 @@ class Inspector:
             return max(verdict, v)
         inner.indev, inner.outdev, inner.pcap_cnt, inner.reply = outer.indev, outer.outdev, outer.pcap_cnt, outer.reply
         inner.tunnel = (outer, depth, pkt_src, ())
-        proto = inner.proto
-        if depth < MAX_DEPTH and (proto in TUNNEL_PROTOS or proto == PROTO_UDP and (
-                inner.dport in self._tunnel_dports or inner.sport in self._tunnel_sports)):
+        if depth < MAX_DEPTH and self._may_carry_tunnel(inner):
             v = self._tunnelled(inner, len(inner_data), depth + 1)
         else:
             v = self._inspect(inner, len(inner_data), False)
