@@ -187,7 +187,7 @@ class Inspector:
             return self._inspect(pkt, len(data))
         except DecodeError as e:           # raised by fragment reassembly on a bad upper layer
             return self._malformed(e, data, ts, pcap_cnt, frame, linktype, pkt)
-        except Exception as e:             # a stage bug must never take the worker down
+        except Exception as e:  # noqa: BLE001 - a stage bug must never take the worker down
             self.errors += 1
             self.last_error = f"{type(e).__name__}: {e}"
             return self._count(self.malformed_verdict, "internal_error", len(data))
