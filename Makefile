@@ -39,6 +39,7 @@ run demo: setup
 
 test: setup test-packages
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+	$(BIN)/ruff check gateway tests benchmarks
 
 bench: setup
 	$(BIN)/python -m benchmarks.run

@@ -135,7 +135,8 @@ class EveWriter:
         if out is None or out == "-":
             self.fp, self._own = sys.stdout, False
         elif isinstance(out, str):
-            self.fp, self._own = open(out, "a", buffering=1 << 16), True
+            # held open for the writer's life, closed by close()
+            self.fp, self._own = open(out, "a", buffering=1 << 16), True  # noqa: SIM115
         else:
             self.fp, self._own = out, False
         self.written = 0

@@ -48,9 +48,9 @@ class _CompiledRule:
 
     def matches(self, version: int, src: int, dst: int, proto: int, dport: int,
                 src_zone: str | None, dst_zone: str | None) -> bool:
-        if self.proto is not None and proto != self.proto:
-            if not (self.proto == PROTO_ICMP and proto == PROTO_ICMPV6):   # "icmp" covers both families
-                return False
+        if self.proto is not None and proto != self.proto and \
+                not (self.proto == PROTO_ICMP and proto == PROTO_ICMPV6):   # "icmp" covers both families
+            return False
         if self.src_zones and src_zone not in self.src_zones:
             return False
         if self.dst_zones and dst_zone not in self.dst_zones:

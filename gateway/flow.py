@@ -8,7 +8,19 @@ from __future__ import annotations
 import itertools
 
 from .config import FlowSection
-from .packet import ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN, Packet, ip_text, tcp_option
+from .packet import (
+    ACK,
+    FIN,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    RST,
+    SYN,
+    Packet,
+    ip_text,
+    tcp_option,
+)
 
 # TCP states (the subset a middlebox can observe)
 TCP_NEW, TCP_SYN_SENT, TCP_SYN_RECV, TCP_ESTABLISHED, TCP_CLOSING, TCP_CLOSED = range(6)

@@ -124,7 +124,7 @@ def read_frames(path: str, fp: BinaryIO | None = None) -> Iterator[Frame]:
     own = fp is None
     if own:
         try:
-            fp = open(path, "rb")
+            fp = open(path, "rb")  # noqa: SIM115 - closed in the finally below; the open error is reported apart
         except OSError as e:
             raise PcapError(f"{path}: cannot open: {e.strerror}") from None
     try:

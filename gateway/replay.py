@@ -53,7 +53,7 @@ def replay_files(inspector: Inspector, paths: list[str], progress: bool = False)
     errors = []
     for path in paths:
         try:
-            fp = open(path, "rb")
+            fp = open(path, "rb")  # noqa: SIM115 - `with fp` below; a file that cannot be opened is reported apart
         except OSError as e:
             errors.append(f"{path}: cannot open: {e.strerror}")
             continue

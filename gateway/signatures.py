@@ -25,7 +25,7 @@ class SignatureSet:
     mail_files: tuple[Path, ...]
 
     @classmethod
-    def open(cls, root: str | Path, rule_files: list[str] | None = None) -> "SignatureSet":
+    def open(cls, root: str | Path, rule_files: list[str] | None = None) -> SignatureSet:
         """Open a set directory. `rule_files`, when given, replaces the set's own rules/*.rules."""
         root = Path(root)
         if not root.is_dir():

@@ -6,8 +6,8 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 
 from gateway.config import Config, from_dict
-from gateway.pipeline import Inspector, Stage
 from gateway.firewall import FirewallStage
+from gateway.pipeline import Inspector, Stage
 from gateway.stream import StreamStage
 
 

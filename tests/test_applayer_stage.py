@@ -82,7 +82,7 @@ def test_split_detection_waits_for_more_bytes():
 
 
 def test_dns_over_udp_and_unknown_protocol_given_up():
-    insp, rec, _ = make()
+    insp, _rec, _ = make()
     q = bytes(DNS(id=1, qd=DNSQR(qname="example.org")))
     feed(insp, [udp(C, S, 5000, 53, q), udp(C, S, 5001, 9999, b"\x00garbage that is not dns")])
     by_port = {f.sport: f for f in insp.flows.flows.values()}
@@ -91,7 +91,7 @@ def test_dns_over_udp_and_unknown_protocol_given_up():
 
 
 def test_probe_is_bounded_and_flow_becomes_bypassable():
-    insp, rec, stage = make()
+    insp, _rec, stage = make()
     junk = bytes(range(256)) * 4
     feed(insp, segments([(b"\x01" + junk, True)] + [(junk, True)] * (PROBE_BYTES // len(junk) + 2)))
     flow = next(iter(insp.flows.flows.values()))
@@ -102,7 +102,7 @@ def test_probe_is_bounded_and_flow_becomes_bypassable():
 
 def test_anomaly_events_are_logged_and_capped():
     events = []
-    insp, rec, stage = make(events)
+    insp, _rec, stage = make(events)
     bad = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(10)) + b"Content-Length: zz\r\n\r\n"
     feed(insp, segments([(bad, True)] + [(b"GET / HTTP/1.1\r\nContent-Length: q\r\n\r\n", True)] * 60))
     anomalies = [e for e in events if e["event_type"] == "anomaly"]
@@ -114,13 +114,13 @@ def test_anomaly_events_are_logged_and_capped():
 @given(st.lists(st.tuples(st.binary(max_size=300), st.booleans()), max_size=8),
        st.sampled_from([80, 443, 53, 25, 1234]))
 def test_arbitrary_bytes_never_raise(chunks, port):
-    insp, rec, _ = make()
+    insp, _rec, _ = make()
     feed(insp, segments(chunks, sport=port))
     assert insp.errors == 0, insp.last_error
 
 
 def test_a_parser_bug_gives_up_the_flow_instead_of_dropping(monkeypatch):
-    insp, rec, stage = make()
+    insp, _rec, stage = make()
 
     def boom(self, data, to_server):
         raise RuntimeError("parser bug")

@@ -1059,18 +1059,16 @@ class DetectionEngine:
 
     def _tx_match(self, cr: _CRule, app: str, tx, to_server: bool, pkt_data: bytes) -> bool:
         r = cr.rule
-        if cr.pkt_lists:
-            if not pkt_data or not _all_match(cr.pkt_lists, pkt_data):
-                return False
+        if cr.pkt_lists and (not pkt_data or not _all_match(cr.pkt_lists, pkt_data)):
+            return False
         if r.urilen is not None:
             if app != "http":
                 return False
             uri = tx.uri_raw if r.urilen_raw else tx.uri
             if not tx.request_line or not r.urilen.matches(len(uri)):
                 return False
-        if r.tls_version is not None:
-            if app != "tls" or tx.version != r.tls_version:
-                return False
+        if r.tls_version is not None and (app != "tls" or tx.version != r.tls_version):
+            return False
         if r.app_events:
             events = _tx_events(app, tx, to_server)
             if not all(e in events for e in r.app_events):
@@ -1130,9 +1128,8 @@ class DetectionEngine:
                     self.xbits.popitem(last=False)
             elif op.command == "unset":
                 self.xbits.pop(key, None)
-            elif op.command == "toggle":
-                if self.xbits.pop(key, None) is None:
-                    self.xbits[key] = pkt.ts + op.expire if op.expire else 0
+            elif op.command == "toggle" and self.xbits.pop(key, None) is None:    # (pops only on a toggle)
+                self.xbits[key] = pkt.ts + op.expire if op.expire else 0
 
     def _threshold_ok(self, r: Rule, pkt, flow) -> bool:
         for th in (r.detection_filter, r.threshold):
