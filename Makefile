@@ -4,8 +4,9 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 APT_PACKAGES = iproute2 iptables iperf3 curl dnsutils openssl ethtool conntrack \
                libnetfilter-queue-dev build-essential python3-venv python3-dev
-# Only the tests need these: promtool (package prometheus) checks the shipped alert rules.
-TEST_APT_PACKAGES = prometheus
+# Only the tests need these: promtool (package prometheus) checks the shipped alert rules; valgrind runs
+# the instruction-count benchmark (benchmarks/ids_instructions.py) on a tiny ruleset.
+TEST_APT_PACKAGES = prometheus valgrind
 
 .PHONY: setup system-packages test-packages venv run demo test bench lint clean
 

@@ -290,8 +290,11 @@ def time_configs(configs: dict, traces: Traces, count: int, repeats: int, max_se
     names = list(configs)
     if len(names) == 2:
         a, b = names
-        out[f"{b}_vs_{a}"] = round(statistics.median(
-            (rb["packets"] / rb["cpu"]) / (ra["packets"] / ra["cpu"]) for ra, rb in zip(runs[a], runs[b])), 3)
+        ratios = [(rb["packets"] / rb["cpu"]) / (ra["packets"] / ra["cpu"]) for ra, rb in zip(runs[a], runs[b])]
+        out[f"{b}_vs_{a}"] = round(statistics.median(ratios), 3)
+        if len(ratios) >= 4:
+            # how much the rounds disagree on a shared machine: the ratio's first and third quartiles
+            out[f"{b}_vs_{a}_quartiles"] = [round(q, 3) for q in statistics.quantiles(ratios, n=4)[::2]]
     return out
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from benchmarks import inline, offline, plot
+from benchmarks import ids_instructions, inline, offline, plot
 from gateway.packet import decode
 from gateway.pipeline import Inspector, Verdict
 from gateway.stages import build_stages
@@ -168,3 +168,48 @@ def test_ids_trace_pcap_replays_the_same_datagrams(tmp_path):
     frames = list(read_frames(str(tmp_path / "t.pcap")))
     assert [f.ip for f in frames] == trace
     assert abs((frames[1].ts - frames[0].ts) - 20e-6) < 1e-7
+
+
+def test_ids_time_configs_reports_ratio_with_its_quartiles():
+    """The ratio is the median of the per-round ratios, given with the first and third quartiles so a reader
+    sees how far the rounds of a shared machine disagree (an A/A run here: both configurations alike)."""
+    from benchmarks.ids import Traces, time_configs
+    from gateway.config import Config
+    from gateway.stages import build_stages
+
+    def stages():
+        return build_stages(Config(), None)
+    out = time_configs({"a": stages, "b": stages}, Traces(4, 2), count=50, repeats=5, max_seconds=20)
+    assert out["a"]["packets"] >= 50 and out["b"]["packets"] >= 50
+    q1, q3 = out["b_vs_a_quartiles"]
+    assert 0 < q1 <= out["b_vs_a"] <= q3
+
+
+@pytest.mark.skipif(bool(ids_instructions.missing_tools()),
+                    reason="needs valgrind, callgrind_control and setarch (apt-get install valgrind)")
+def test_ids_instructions_counts_one_pass_per_configuration(tmp_path):
+    """The callgrind measure on a tiny ruleset and trace: two dumps, rules-on counting more instructions than
+    rules-off (the IDS stage runs on top of the same pipeline), and the JSON written."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "t.rules").write_text(
+        'alert http any any -> any any (msg:"php id"; http.uri; content:".php?id="; sid:1;)\n'
+        'alert dns any any -> any any (msg:"q"; dns.query; content:"example"; sid:2;)\n'
+        'alert tcp any any -> any any (msg:"raw"; flow:established; content:"|00 01 02 03|"; sid:3;)\n')
+    out = tmp_path / "instr.json"
+    assert ids_instructions.main(["--rules-dir", str(rules), "--conversations", "6", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["rules_loaded"] == 3 and res["packets"] > 0
+    assert res["rules_on_instructions"] > res["rules_off_instructions"] > 0
+    assert res["ids_instructions"] == res["rules_on_instructions"] - res["rules_off_instructions"]
+    assert 0 < res["rules_off_over_rules_on"] < 1
+
+
+def test_callgrind_dump_total_reads_summary_or_totals(tmp_path):
+    dump_total = ids_instructions.dump_total
+    (tmp_path / "a").write_text("version: 1\nevents: Ir\nsummary: 1234\nfn=x\n1 2\n")
+    (tmp_path / "b").write_text("events: Ir\nfn=x\n1 2\ntotals: 99\n")
+    (tmp_path / "c").write_text("events: Ir\n")
+    assert dump_total(tmp_path / "a") == 1234 and dump_total(tmp_path / "b") == 99
+    with pytest.raises(ValueError, match="no summary or totals"):
+        dump_total(tmp_path / "c")
