@@ -46,6 +46,14 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RULES = REPO.parent / "shared" / "rulesets" / "et-open-2024"
 
 
+def write_json(path: str | Path, data: dict) -> Path:
+    """A results file: indented JSON, its directory made if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -358,10 +366,8 @@ def main(argv: list[str] | None = None) -> int:
            "replay": replay, "throughput": results, "python": platform.python_version(),
            "machine": platform.machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     print(json.dumps({"replay": out["replay"], "inspection_only": out["throughput"]}, indent=1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     from .plot import plot_ids
-    print(f"wrote {args.out}, {plot_ids(out, Path(args.out).with_suffix('.png'))}")
+    print(f"wrote {write_json(args.out, out)}, {plot_ids(out, Path(args.out).with_suffix('.png'))}")
     return 0
 
 

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .ids import DEFAULT_RULES, REPO, RESULTS
+from .ids import DEFAULT_RULES, REPO, RESULTS, write_json
 
 TOOLS = ("valgrind", "callgrind_control", "setarch")
 WAIT_SECONDS = 1800         # the child's load and warm-ups run under valgrind (~20x slower than native)
@@ -160,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     res = measure(rules_dir, args.conversations)
     print(json.dumps(res, indent=1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {write_json(args.out, res)}")
     return 0
 
 
