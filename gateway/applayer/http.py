@@ -565,7 +565,7 @@ class HttpParser:
         try:
             wait = d.wait
             if wait and len(d.buf) - d.pos + len(data) <= self.limits.max_line and (
-                    (wait == 1 and b"\n" not in data and (d.to_server or b"\r" not in data))
+                    (wait == 1 and data.find(b"\n") < 0 and (d.to_server or data.find(b"\r") < 0))
                     or (wait == 2 and not data.strip(_WS_CTL))):
                 # Nothing in these bytes can end what we are waiting for: keep them without
                 # rescanning the buffer (tiny segments would otherwise cost O(n^2)).
@@ -795,9 +795,9 @@ class HttpParser:
             self._anomaly(tx, "request_method_invalid", True)
         if not tx.uri_raw and tx.request_protocol:
             self._anomaly(tx, "request_uri_missing", True)
-        if b" " in tx.uri_raw or b"\t" in tx.uri_raw:
+        if tx.uri_raw.find(b" ") >= 0 or tx.uri_raw.find(b"\t") >= 0:
             self._anomaly(tx, "uri_contains_whitespace", True)
-        if b"%25" in tx.uri_raw and _DOUBLE_ENCODED_RE.search(tx.uri_raw):
+        if tx.uri_raw.find(b"%25") >= 0 and _DOUBLE_ENCODED_RE.search(tx.uri_raw):
             self._anomaly(tx, "double_encoded_uri", True)
         tx.uri, uri_host = normalize_uri(tx.uri_raw)
         if uri_host:
@@ -894,8 +894,8 @@ class HttpParser:
         tx = d.tx
         raw = tx.request_header_raw if d.to_server else tx.response_header_raw
         if (block.count(b"\n") != crlf or block.count(b"\r") != crlf or crlf + 1 > lim.max_headers
-                or block[:1] in (b" ", b"\t", b"\x00") or b"\r\n " in block or b"\r\n\t" in block
-                or b"\r\n\x00" in block or len(raw) + len(block) + 4 > lim.max_header_bytes):
+                or block[:1] in (b" ", b"\t", b"\x00") or block.find(b"\r\n ") >= 0 or block.find(b"\r\n\t") >= 0
+                or block.find(b"\r\n\x00") >= 0 or len(raw) + len(block) + 4 > lim.max_header_bytes):
             return False
         lines = block.split(b"\r\n")
         if len(block) > lim.max_line and max(len(x) for x in lines) + 2 > lim.max_line:
@@ -912,7 +912,7 @@ class HttpParser:
             if colon > 0:
                 name = text[:colon]
                 key = name.lower()
-                if (key not in headers and name[-1] not in _NAME_END_ODD and b"\x00" not in name
+                if (key not in headers and name[-1] not in _NAME_END_ODD and name.find(b"\x00") < 0
                         and d.header_bytes + len(text) <= budget):
                     d.nheaders += 1
                     d.header_bytes += len(text)
@@ -983,7 +983,7 @@ class HttpParser:
             value = text.strip(b" \t")
         else:
             name = text[:colon]
-            if b"\x00" in name:
+            if name.find(b"\x00") >= 0:
                 self._anomaly(tx, "header_name_nul", d.to_server)
                 name = name.replace(b"\x00", b"")
             if name[-1:].isspace():
