@@ -73,7 +73,7 @@ def test_dropped_inner_packet_drops_the_carrier(tmp_path):
 
 def test_gre_variants_and_bad_inner_versions():
     inner = bytes(IP(src=IN_A, dst=IN_B) / UDP())
-    keyed = decode(bytes(IP(src=OUT_A, dst=OUT_B) / GRE(key_present=1, key=5, seqnum_present=1, seqence_number=9)
+    keyed = decode(bytes(IP(src=OUT_A, dst=OUT_B) / GRE(key_present=1, key=5, seqnum_present=1, sequence_number=9)
                          / IP(src=IN_A, dst=IN_B) / UDP()))
     assert inner_datagram(keyed, -1)[0] == inner
     ppp = decode(bytes(IP(src=OUT_A, dst=OUT_B) / GRE(proto=0x880B) / Raw(b"\xff\x03\x00\x21" + inner)))
