@@ -169,3 +169,31 @@ def test_rule_for_most_ports_is_no_candidate_on_the_ports_it_leaves_out(tmp_path
                                           'content:"|00 00 00 00 00|"; sid:1;)\n')
     run(insp, [udp(C, S, 40000, 53, data), udp(C, S, 40000, 5353, data)])
     assert [a["dest_port"] for a in alerts(events)] == [5353]
+
+
+def test_compile_all_on_threads_builds_what_compile_builds(tmp_path, monkeypatch):
+    """Databases built by compile_all on several threads find what one built alone finds, including two
+    databases of the very same patterns (one cache entry) written at the same time; before it runs a
+    deferred prefilter finds nothing."""
+    from gateway.ids import prefilter as pfmod
+
+    monkeypatch.setattr(pfmod.os, "cpu_count", lambda: 4)
+    words = [b"alpha", b"bravo", b"charlie", b"delta", b"echo", b"foxtrot", b"golf", b"hotel"]
+    sets = [[(w + b"%d" % i, i % 2 == 0, n) for n, w in enumerate(words)] for i in range(6)]
+    sets.append(list(sets[0]))                      # the same digest twice: one cache file, two writers
+    sets.append([(b"x", False, 0)])                 # a small set: substring checks, no Hyperscan
+    cache = tmp_path / "hs"
+    deferred = [BufferPrefilter(s, build=False) for s in sets]
+    assert all(_hits(pf, b"alpha0 ECHO0 x") == [] for pf in deferred)
+    pfmod.compile_all(deferred, cache)
+    alone = [BufferPrefilter(s, None) for s in sets]
+    probes = [b"alpha0 ECHO0 golf0", b"BRAVO3 delta3 hotel5", b"nothing", b"x", b"CHARLIE2charlie2"]
+    for a, b in zip(deferred, alone):
+        for data in probes:
+            assert _hits(a, data) == _hits(b, data)
+    assert _hits(deferred[0], b"ALPHA0 bravo0") == [0, 1]      # the even sets are nocase
+    assert _hits(deferred[1], b"ALPHA1 bravo1") == [1]
+    assert len(list(cache.glob("*.hsdb"))) == 6 and not list(cache.glob("*.tmp"))
+    again = [BufferPrefilter(s, build=False) for s in sets]
+    pfmod.compile_all(again, cache)
+    assert sum(pf.from_cache for pf in again) == 7

@@ -32,7 +32,7 @@ from .header import HEADER_BUFFERS, field_value, header_buffer
 from .keywords import BUFFERS
 from .match import apply_transforms, match_list
 from .model import BufferSize, ContentMatch, IntCompare, Rule
-from .prefilter import BufferPrefilter, ExceptPorts, default_cache_dir
+from .prefilter import BufferPrefilter, ExceptPorts, compile_all, default_cache_dir
 
 ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
 _GROUPS = (PROTO_TCP, PROTO_UDP, PROTO_ICMP, 0)     # 0: every other IP protocol (and ICMPv6 shares ICMP)
@@ -484,7 +484,7 @@ class DetectionEngine:
                             grp.nofp_port.setdefault(port, []).append(cr.idx)
         self._pad = bytes([_pad_byte(e[0] for (g, key, _), ents in entries.items() if g == PROTO_TCP and
                                      key == "pkt_data" for e in ents)]) * self.lead
-        self.compiled_from_cache = 0
+        prefilters: list[BufferPrefilter] = []      # built all at once below (compile_all: threads)
         for (g, key, d), ents in list(entries.items()):
             if key != "pkt_data":
                 continue
@@ -508,14 +508,13 @@ class DetectionEngine:
                                                 (None, to_server)]
             grp = self.groups[g]
             for pk, pents in by_port.items():
-                pf = BufferPrefilter(pents, cache_dir)
-                self.compiled_from_cache += pf.from_cache
-                grp.port_prefilters[pk] = pf
+                pf = grp.port_prefilters[pk] = BufferPrefilter(pents, build=False)
+                prefilters.append(pf)
         for (g, key, d), ents in entries.items():
             if not ents:
                 continue
-            pf = BufferPrefilter(ents, cache_dir)
-            self.compiled_from_cache += pf.from_cache
+            pf = BufferPrefilter(ents, build=False)
+            prefilters.append(pf)
             grp = self.groups[g]
             name, *transforms = key.split("|")
             if name == "pkt_data" and not transforms:
@@ -524,6 +523,8 @@ class DetectionEngine:
                 app = _APP_OF_BUFFER.get(name)
                 grp.tx_prefilters.setdefault((app, d), []).append((name, tuple(transforms), pf,
                                                                    _version_kind(name)))
+        compile_all(prefilters, cache_dir)
+        self.compiled_from_cache = sum(pf.from_cache for pf in prefilters)
         for grp in self.groups.values():
             for (app, d), entries_ in grp.tx_prefilters.items():
                 kinds: dict[int, list] = {}
