@@ -95,8 +95,9 @@ def measure(rules_dir: Path, conversations: int, no_gc: bool = False) -> dict:
                 # each pass counted alone, from a collected heap (the child collects before saying ready):
                 # otherwise a full collection falls in one pass or the other by chance (~12M instructions)
                 _wait_for(d / f"ready_{name}", proc, log)
-                _control("-i", "on", pid)           # (switching it off would discard the counts)
-                _control("-z", pid)                 # not the collection
+                # instrumentation stays on once on (switching it off between passes lost the counts)
+                _control("-i", "on", pid)
+                _control("-z", pid)                 # zeroed: the child's collection is not counted
                 (d / f"go_{name}").touch()
                 _wait_for(d / f"done_{name}", proc, log)
                 _control("-d", name, pid)
