@@ -177,7 +177,7 @@ def test_compile_all_on_threads_builds_what_compile_builds(tmp_path, monkeypatch
     deferred prefilter finds nothing."""
     from gateway.ids import prefilter as pfmod
 
-    monkeypatch.setattr(pfmod.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(pfmod, "usable_cpus", lambda: 4)
     words = [b"alpha", b"bravo", b"charlie", b"delta", b"echo", b"foxtrot", b"golf", b"hotel"]
     sets = [[(w + b"%d" % i, i % 2 == 0, n) for n, w in enumerate(words)] for i in range(6)]
     sets.append(list(sets[0]))                      # the same digest twice: one cache file, two writers
@@ -197,3 +197,14 @@ def test_compile_all_on_threads_builds_what_compile_builds(tmp_path, monkeypatch
     again = [BufferPrefilter(s, build=False) for s in sets]
     pfmod.compile_all(again, cache)
     assert sum(pf.from_cache for pf in again) == 7
+
+
+def test_usable_cpus_follows_the_affinity_mask():
+    """A process pinned to one CPU compiles on one thread, however many the machine has."""
+    import subprocess
+    import sys
+
+    code = ("import os; from gateway.ids.prefilter import usable_cpus; "
+            "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); print(usable_cpus())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "1"
