@@ -1296,16 +1296,6 @@ def _established(flow) -> bool:
     return flow.pkts_toserver > 0 and flow.pkts_toclient > 0
 
 
-def established_for_packet(flow) -> bool:
-    """flow:established as Suricata evaluates it: the state the packet FOUND (its flags are set at flow
-    lookup, before the TCP state machine runs), so the handshake's last ACK is not yet established and a
-    FIN still is. Call once per packet, in order."""
-    state = flow_state(flow)
-    before = state.est
-    now = state.est = _established(flow)
-    return before if flow.proto == PROTO_TCP else now
-
-
 def _stream_size(ss, flow) -> bool:
     streams = flow.streams
     if streams is None:

@@ -52,7 +52,8 @@ class IdsStage(Stage):
         elif st.passed or st.dropped:
             return
         pkt = ctx.pkt
-        # flow:established as Suricata sees it: the state the packet found (engine.established_for_packet)
+        # flow:established as Suricata sees it: the state the packet FOUND (its flags are set at flow lookup, before
+        # the TCP state machine runs), so the handshake's last ACK is not yet established and a FIN still is
         if pkt.proto == PROTO_TCP:
             established = st.est
             st.est = flow.tcp_state == TCP_ESTABLISHED or flow.tcp_state == TCP_CLOSING
