@@ -275,9 +275,52 @@ def test_byte_extract_variables_reach_base64_data():
     assert not _matches(opts, b"4" + b64(b"foofoo"))
 
 
+# CVE-2023-23397: a TNEF attachment (magic 78 9f 3e 22) of class IPM.Task whose reminder sound is a UNC path
+ET_SMTP_RULE = (
+    'alert smtp any any -> [$HOME_NET,$SMTP_SERVERS] any (msg:"ET EXPLOIT Possible Microsoft Outlook '
+    'Elevation of Privilege Payload Observed M3 (CVE-2023-23397)"; content:"AElQTS5UYXNr"; fast_pattern; '
+    'content:"|0d 0a 0d 0a|"; base64_decode:offset 0,relative; base64_data; content:"|78 9f 3e 22|"; '
+    'startswith; content:"|00|IPM.Task"; content:"|5c|"; pcre:"/^\\x00?\\\\\\x00?[\\w\\.\\-\\x00]+\\\\/R"; '
+    'reference:url,msrc.microsoft.com/update-guide/vulnerability/CVE-2023-23397; '
+    'reference:cve,2023-23397; classtype:attempted-admin; sid:2044682; rev:3; metadata:created_at '
+    '2023_03_16, cve CVE_2023_23397, former_category EXPLOIT, signature_severity Major, updated_at '
+    '2023_04_27, reviewed_at 2023_10_11, former_sid 2853728;)')
+
+
+def _smtp_session(cport: int, body: bytes) -> list[bytes]:
+    client, server = "198.18.0.10", "10.10.0.25"
+    talk = [(b"220 mx ESMTP\r\n", False), (b"EHLO a\r\n", True), (b"250 mx\r\n", False),
+            (b"MAIL FROM:<a@b.example>\r\n", True), (b"250 ok\r\n", False), (b"RCPT TO:<c@d.example>\r\n", True),
+            (b"250 ok\r\n", False), (b"DATA\r\n", True), (b"354 go\r\n", False),
+            (b"Subject: x\r\nContent-Type: application/ms-tnef\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+             body + b"\r\n.\r\n", True), (b"250 ok\r\n", False)]
+    pkts = [d for d, _ in handshake(client, server, cport, 25)]
+    cseq, sseq = 1001, 5001
+    for payload, from_client in talk:
+        if from_client:
+            pkts.append(tcp(client, server, cport, 25, "PA", cseq, sseq, payload))
+            cseq += len(payload)
+        else:
+            pkts.append(tcp(server, client, 25, cport, "PA", sseq, cseq, payload))
+            sseq += len(payload)
+    return pkts
+
+
+def test_et_outlook_tnef_rule_fires_on_smtp_payload(tmp_path):
+    # "\x00IPM.Task" at a multiple of 3 bytes, so that its base64 is the rule's fast pattern AElQTS5UYXNr
+    tnef = b"\x78\x9f\x3e\x22\x00\x00" + b"\x00IPM.Task" + b"\x00\x00\x00" + b"\\\\198.18.0.10\\x\\y"
+    assert b"AElQTS5UYXNr" in b64(tnef)
+    insp, events, _ = inspector(tmp_path, ET_SMTP_RULE + "\n")
+    run(insp, _smtp_session(43001, b64(tnef)) +
+        # near misses: not TNEF (the magic is the decoded data's first bytes); no UNC path after the class
+        _smtp_session(43002, b64(b"\x78\x9f\x3e\x23" + tnef[4:])) +
+        _smtp_session(43003, b64(tnef.replace(b"\\\\", b"//"))))
+    assert sorted((a["alert"]["signature_id"], a["src_port"]) for a in alerts(events)) == [(2044682, 43001)]
+
+
 def test_the_et_open_base64_rules_keep_the_model_invariants():
     from .test_rules_loader import check_invariants
-    for text in ET_RULES.values():
+    for text in [*ET_RULES.values(), ET_SMTP_RULE]:
         check_invariants(parse_rule(text))
 
 
