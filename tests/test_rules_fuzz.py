@@ -17,6 +17,7 @@ FRAGMENTS = ['content:"', '|', '"', ";", ":", "\\", "!", ",", "(", ")", "[", "]"
              "http.uri;", "http_uri;", "pcre:\"/", "/Ri\";", "byte_test:4,>,1,0,relative;", "distance:",
              "within:", "depth:", "offset:", "fast_pattern:", "only", "nocase;", "flowbits:", "dotprefix;",
              "byte_extract:2,0,v;", "isdataat:!", "requires:", "version", "feature", ">=", "<", "7.0.3", "|",
+             "base64_decode:", "base64_decode;", "base64_data;", "bytes 10,", "offset 0,", "relative",
              "sid:", "1", "0", "-1", "65536", "999999999999999999999",
              "\x00", "\xff", " ", "\t", "\n", "é"]
 

@@ -112,7 +112,8 @@ def test_bad_content(opts, reason):
 
 def test_unknown_keyword_is_rejected_never_ignored():
     assert reject('content:"x"; asn1:oversize_length 100;') == "unsupported keyword: asn1"
-    assert reject('content:"x"; base64_decode:bytes 10;') == "unsupported keyword: base64_decode"
+    assert reject('content:"x"; byte_math:bytes 1, offset 0, oper +, rvalue 1, result r;') == \
+        "unsupported keyword: byte_math"
 
 
 def test_missing_sid():

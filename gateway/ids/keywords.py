@@ -26,6 +26,7 @@ from ..stream import STREAM_EVENTS
 from .decoder_events import EVENTS as DECODER_EVENTS
 from .header import FRAGBITS, IPOPT_BITS
 from .model import (
+    Base64Decode,
     BufferSize,
     ByteExtract,
     ByteJump,
@@ -412,6 +413,9 @@ def _endswith(b, v):
 
 def _fast_pattern(b, v):
     cm = b.last_content("fast_pattern")
+    if b.b64_data:
+        # Suricata has no prefilter for decoded data either: the rule's fast pattern is on its buffers
+        raise RuleError("fast_pattern: not possible in base64_data (decoded data is not prefiltered)")
     if b.explicit_fast_pattern:
         raise RuleError("fast_pattern: only one per rule")
     b.explicit_fast_pattern = True
@@ -676,6 +680,40 @@ def _isdataat(b, v):
         elif p != "rawbytes":
             raise RuleError(f"isdataat: unknown option {p!r}")
     b.add_match(IsDataAt(size, negated, relative))
+
+
+# ------------------------------------------------------------------------------------------- base64
+
+# Suricata 7's grammar (detect-base64-decode.c), in this order only; anchored here, where Suricata's unanchored
+# regex would skip what it cannot read (`bytes 10 , offset 2` is bytes 10 and no offset there): refused instead
+_B64_DECODE_RE = re.compile(r"\s*(?:bytes\s+(\d+),?)?\s*(?:offset\s+(\d+),?)?\s*(\w+)?\s*\Z")
+
+
+def _base64_decode(b, v):
+    if b.b64 is not None:
+        raise RuleError("base64_decode: only one per rule")
+    m = Base64Decode()
+    if v is not None:
+        parsed = _B64_DECODE_RE.match(v)
+        if not v.strip() or parsed is None:
+            raise RuleError("base64_decode: expected [bytes N][, offset N][, relative]")
+        nbytes, offset, word = parsed.groups()
+        if word is not None and word != "relative":
+            raise RuleError(f"base64_decode: unknown option {word!r}")
+        if nbytes is not None:
+            n = parse_int(nbytes, "base64_decode bytes", 0, 65535)
+            if n:                   # bytes 0 is Suricata's default, the 64 KiB maximum
+                m.nbytes = n
+        if offset is not None:
+            m.offset = parse_int(offset, "base64_decode offset")
+        m.relative = word == "relative"
+    b.b64 = m
+    b.add_match(m)
+
+
+def _base64_data(b, v):
+    _none(v, "base64_data")
+    b.start_base64_data()
 
 
 # --------------------------------------------------------------------------------- numeric comparisons
@@ -1368,8 +1406,9 @@ for _n, _alias in (("tcp.flags", "flags"), ("tcp.ack", "ack"), ("tcp.seq", "seq"
     _reg(_n, "rule", KEYWORDS[_alias].setup)
 for _n, _f in (("content", _content), ("uricontent", _uricontent), ("pcre", _pcre), ("byte_test", _byte_test),
                ("byte_jump", _byte_jump), ("byte_extract", _byte_extract), ("isdataat", _isdataat),
-               ("bsize", _bsize)):
+               ("bsize", _bsize), ("base64_decode", _base64_decode)):
     _reg(_n, "match", _f)
+_reg("base64_data", "sticky", _base64_data)
 for _n in ("offset", "depth", "distance", "within"):
     _reg(_n, "content-modifier", lambda b, v, _n=_n: _content_number(b, v, _n))
 for _n, _f in (("nocase", _nocase), ("rawbytes", _rawbytes), ("startswith", _startswith),

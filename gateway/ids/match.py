@@ -17,13 +17,24 @@ DetectEngineContentInspection:
 `match_list(ml, buf)` returns True/False. It runs a function generated for the list on its first evaluation
 (compile_list, below: the interpreter unrolled for that keyword sequence, a single content becomes one
 `buf.find(pattern) >= 0`); `match_generic` is the interpreter itself, the reference semantics and the
-fallback (lists with byte_extract, whose variables live in a small dict for one evaluation).
+fallback (lists with byte_extract, whose variables live in a small dict for one evaluation, and lists ending
+in base64_decode, whose base64_data list it runs on the decoded bytes).
 """
 from __future__ import annotations
 
 import re
 
-from .model import BufferSize, ByteExtract, ByteJump, ByteTest, ContentMatch, IsDataAt, PcreMatch
+from .base64dec import decode_rfc4648
+from .model import (
+    Base64Decode,
+    BufferSize,
+    ByteExtract,
+    ByteJump,
+    ByteTest,
+    ContentMatch,
+    IsDataAt,
+    PcreMatch,
+)
 
 RECURSION_LIMIT = 3000
 
@@ -104,6 +115,8 @@ def _inspect(matches: list, i: int, buf: bytes, low: bytes | None, prev: int, st
         elif t is BufferSize:
             if not m.compare.matches(blen):
                 return _STOP
+        elif t is Base64Decode:
+            return _base64(matches, i, m, buf, prev, st)       # the last keyword of its list (rules.py)
         else:  # an unknown match type never matches (never silently ignored)
             return _STOP
         i += 1
@@ -114,7 +127,8 @@ def _relative_next(matches: list, i: int) -> bool:
     """Is the keyword after i anchored on i's match (so moving i can change its outcome)?"""
     for m in matches[i + 1:]:
         if getattr(m, "relative", False):
-            return True
+            # base64_decode reads the cursor but, as in Suricata, does not make the content before it retry
+            return type(m) is not Base64Decode
         # a non-relative keyword resets nothing, but later relative ones anchor on *it*, not on us
         if type(m) in (ContentMatch, PcreMatch, ByteJump, ByteExtract):
             return False
@@ -228,6 +242,38 @@ def _pcre(matches, i, m: PcreMatch, buf: bytes, low, prev: int, st: _State) -> i
             break
         mo = rx.search(hay, nxt)
     return _FAIL
+
+
+def _base64(matches, i, m: Base64Decode, buf: bytes, prev: int, st: _State) -> int:
+    """base64_decode and its base64_data list, as Suricata 7 runs them (DetectBase64DecodeDoMatch, then the
+    base64_data list on the decoded bytes): the list's answer."""
+    start = prev if m.relative else 0
+    if m.offset:
+        if m.offset >= len(buf) - start:
+            return _b64_fail(matches, i)
+        start += m.offset
+    decoded = decode_rfc4648(buf[start:start + m.nbytes])
+    if not decoded:
+        return _b64_fail(matches, i)
+    # Suricata inspects the decoded bytes without resetting the cursor: a relative keyword that comes first in
+    # base64_data is anchored at the cursor of the encoded buffer. Budget and byte_extract variables are shared.
+    r = _inspect(m.data.matches, 0, decoded, None, prev, st)
+    if r == _FAIL:
+        return _b64_fail(matches, i)
+    return r        # _STOP (an absolute keyword missed in the decoded data, budget) stops everything, as there
+
+
+def _b64_fail(matches, i) -> int:
+    """No match from base64_decode: may an earlier content retry at its next occurrence? In Suricata only one
+    whose next keyword is relative to it (DETECT_CONTENT_RELATIVE_NEXT, which base64_decode does not set): the
+    content or pcre right before base64_decode, with nothing relative between them, gives up for good."""
+    for m in reversed(matches[:i]):
+        t = type(m)
+        if (t is ContentMatch or t is PcreMatch) and not m.negated:
+            return _STOP
+        if getattr(m, "relative", False):
+            return _FAIL    # byte_jump, isdataat, a negated content ... relative to an earlier content
+    return _STOP
 
 
 def _read_number(buf: bytes, pos: int, nbytes: int, endian: str, string: str | None) -> int | None:

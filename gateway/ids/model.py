@@ -9,7 +9,8 @@ and `sport`/`dport` as vars.PortGroup (`contains(packed_addr)` / `contains(port)
 `buffers` is a tuple of MatchList, one per inspection buffer: `buffer` is a keywords.BUFFERS name
 ("pkt_data" = the packet payload / reassembled stream; "http.uri", "dns.query", "tls.sni", "file.data", ...)
 and `transforms` the transforms applied to it first, e.g. ("dotprefix",). Each list holds its `matches` in
-rule order: ContentMatch, PcreMatch, ByteTest, ByteJump, ByteExtract, IsDataAt, BufferSize (bsize). Legacy
+rule order: ContentMatch, PcreMatch, ByteTest, ByteJump, ByteExtract, IsDataAt, BufferSize (bsize), and last
+of its list Base64Decode (base64_decode, holding the base64_data matches on the decoded bytes). Legacy
 content modifiers (`content:"x"; http_uri;`) and sticky buffers (`http.uri; content:"x";`) produce the same
 lists. All matches of a list must hold (AND), evaluated left to right with Suricata's cursor: content, pcre,
 byte_jump and byte_extract move the cursor to the end of their match / the bytes they read; a match with `relative` (content: `distance` or
@@ -187,9 +188,6 @@ class BufferSize:
     compare: IntCompare
 
 
-Match = ContentMatch | PcreMatch | ByteTest | ByteJump | ByteExtract | IsDataAt | BufferSize
-
-
 @dataclass(slots=True, eq=True)
 class MatchList:
     buffer: str                     # keywords.BUFFERS name; "pkt_data" is the payload / reassembled stream
@@ -209,6 +207,21 @@ class MatchList:
     @property
     def key(self) -> str:
         return "|".join((self.buffer,) + self.transforms)
+
+
+@dataclass(slots=True, eq=True)
+class Base64Decode:
+    """base64_decode: decode base64 (base64dec.decode_rfc4648) from the buffer at `offset` (counted from the
+    cursor when `relative`), at most `nbytes` bytes of input, and match `data` (the base64_data list) on what
+    came out. It is the last keyword of its list (rules.py rejects anything after it: Suricata never inspects
+    it) and the list's answer is the decoded data's: nothing decoded, or data not matching, is no match."""
+    nbytes: int = 65535             # Suricata's BASE64_DECODE_MAX; `bytes 0` means it too
+    offset: int = 0
+    relative: bool = False
+    data: MatchList = field(default_factory=lambda: MatchList("base64_data"))
+
+
+Match = ContentMatch | PcreMatch | ByteTest | ByteJump | ByteExtract | IsDataAt | BufferSize | Base64Decode
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from .classification import Classification, load_classifications
 from .header import HEADER_BUFFERS
 from .keywords import BUFFERS, KEYWORDS, MULTI_INSTANCE, TRANSFORMS
 from .model import (
+    Base64Decode,
     ContentMatch,
     FastPattern,
     FlowMatch,
@@ -107,6 +108,8 @@ class _Builder:
         self.last_match = None                    # the last match of any kind, and its list
         self.last_match_list: MatchList | None = None
         self.byte_vars: set[str] = set()
+        self.b64: Base64Decode | None = None      # the rule's base64_decode (one at most)
+        self.b64_data = False                     # base64_data in force: matches go to self.b64.data
         self.references: list = []
         self.metadata: list = []
         self.flowbits: list = []
@@ -141,6 +144,7 @@ class _Builder:
 
     def set_sticky(self, buffer: str) -> None:
         self._check_sticky_used()
+        self._not_after_base64_data(buffer)
         if buffer == "pkt_data":
             self.sticky = None
         else:
@@ -152,6 +156,8 @@ class _Builder:
             raise RuleError(f"sticky buffer {self.sticky.buffer} has no match after it")
 
     def add_transform(self, name: str) -> None:
+        if self.b64_data:
+            raise RuleError(f"{name}: transforms cannot apply to base64_data")
         if self.sticky is None:
             raise RuleError(f"{name}: transforms must follow a sticky buffer")
         if self.sticky_used:
@@ -163,8 +169,28 @@ class _Builder:
             raise RuleError(f"{name}: given twice for one buffer")
         self.sticky.transforms += (name,)
 
+    def start_base64_data(self) -> None:
+        """base64_data: what follows matches the bytes the rule's base64_decode decoded (Suricata's
+        DETECT_SM_LIST_BASE64_DATA), to the end of the rule."""
+        if self.b64 is None:
+            raise RuleError("base64_data: needs a base64_decode before it")
+        self._check_sticky_used()
+        self._not_after_base64_data("base64_data")
+        self.sticky, self.sticky_used, self.b64_data = self.b64.data, False, True
+        self.last_cm = self.last_cm_list = None     # content modifiers need a content of base64_data
+
+    def _not_after_base64_data(self, buffer: str) -> None:
+        # Suricata: "Rule buffer cannot be reset after base64_data"
+        if self.b64_data:
+            raise RuleError(f"{buffer}: no other buffer can follow base64_data")
+
     def add_match(self, match, buffer: str | None = None) -> None:
-        if buffer is not None:
+        if self.b64_data:
+            if buffer is not None:
+                self._not_after_base64_data(buffer)
+            target = self.sticky
+            self.sticky_used = True
+        elif buffer is not None:
             target = self._list(buffer)
         elif self.sticky is not None:
             target = self.sticky
@@ -178,10 +204,10 @@ class _Builder:
                     target = self._list(target.buffer, target.transforms)   # merges with an earlier same list
                 self.sticky = target
                 self.sticky_used = True
-        elif getattr(match, "relative", False) and not isinstance(match, (ContentMatch, PcreMatch)) \
-                and self.last_match_list is not None:
-            # Suricata puts a relative byte_test/byte_jump/byte_extract/isdataat outside a sticky buffer
-            # into the buffer of the match before it (`content:"x"; http_uri; isdataat:1,relative;`)
+        elif (type(match) is Base64Decode or getattr(match, "relative", False) and
+              not isinstance(match, (ContentMatch, PcreMatch))) and self.last_match_list is not None:
+            # Suricata puts a relative byte_test/byte_jump/byte_extract/isdataat, and any base64_decode, outside
+            # a sticky buffer into the buffer of the match before it (`content:"x"; http_uri; isdataat:1,relative;`)
             target = self.last_match_list
         else:
             target = self._list("pkt_data")
@@ -368,6 +394,8 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
         raise RuleError("missing sid")
     b._check_sticky_used()
     lists = [ml for ml in b.lists.values() if ml.matches]
+    if b.b64 is not None:
+        _check_base64(b.b64, lists)
     ip_protos, app_proto, stream = PROTOCOLS[proto]
     for app, keyword in b.app_needs:
         if app_proto is None:
@@ -424,6 +452,18 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
         tx_ints=tuple(r.get("tx_ints", ())), app_protocols=tuple(r.get("app_protocols", ())),
         pd_only=r.get("pd_only", False), file_hashes=tuple(r.get("file_hashes", ())),
         file=file, line=line, text=text)
+
+
+def _check_base64(b64: Base64Decode, lists: list[MatchList]) -> None:
+    """Suricata runs base64_data from base64_decode and ends the inspection of that buffer there, match or not:
+    without base64_data the rule can never match, and keywords after base64_decode in its buffer are never
+    inspected. Both would load a rule with part of its condition ignored, so both are refused."""
+    if not b64.data.matches:
+        raise RuleError("base64_decode without base64_data never matches (Suricata needs both)")
+    for ml in lists:
+        if ml.matches[-1] is not b64 and any(m is b64 for m in ml.matches):
+            raise RuleError("base64_decode must be the last keyword of its buffer (Suricata never inspects "
+                            "what follows it there)")
 
 
 def _check_directions(lists, r: dict, flow) -> None:
