@@ -5,8 +5,9 @@ BIN     = $(VENV)/bin
 APT_PACKAGES = iproute2 iptables iperf3 curl dnsutils openssl ethtool conntrack \
                libnetfilter-queue-dev build-essential python3-venv python3-dev
 # Only the tests need these: promtool (package prometheus) checks the shipped alert rules; valgrind runs
-# the instruction-count benchmark (benchmarks/ids_instructions.py) on a tiny ruleset.
-TEST_APT_PACKAGES = prometheus valgrind
+# the instruction-count benchmark (benchmarks/ids_instructions.py) on a tiny ruleset; the OpenSSH client is
+# the real client of the SSH lab test (tests/test_netns_ssh.py).
+TEST_APT_PACKAGES = prometheus valgrind openssh-client
 
 .PHONY: setup system-packages test-packages venv run demo test bench lint clean
 

@@ -56,7 +56,7 @@ def test_smtp_and_ftp_from_banner_and_client_verb():
 
 
 def test_unknown_protocols_stay_unknown():
-    assert detect(b"SSH-2.0-OpenSSH_9.6\r\n", dport=22) is None
+    assert detect(b"RFB 003.008\n", dport=5900) is None          # VNC: no parser here
     assert detect(b"\x00\x01\x02\x03\x04\x05\x06\x07", dport=80) is None
 
 
@@ -64,4 +64,4 @@ def test_unknown_protocols_stay_unknown():
 @given(st.binary(max_size=80), st.binary(max_size=80), st.sampled_from(["tcp", "udp"]),
        st.one_of(st.none(), st.integers(0, 65535)))
 def test_never_raises(a, b, transport, port):
-    assert detect(a, b, transport, dport=port) in (None, "http", "tls", "dns", "smtp", "ftp")
+    assert detect(a, b, transport, dport=port) in (None, "http", "tls", "dns", "smtp", "ftp", "ssh")

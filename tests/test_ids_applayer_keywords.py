@@ -183,7 +183,7 @@ def test_app_layer_protocol(tmp_path):
     assert r.app_protocols == (("http", True, "either"),) and r.pd_only
     assert not parse_rule("alert tcp any any -> any any (app-layer-protocol:tls; flow:to_server; sid:1;)").pd_only
     with pytest.raises(RuleError, match="not a protocol the gateway detects"):
-        parse_rule("alert tcp any any -> any any (app-layer-protocol:ssh; sid:1;)")
+        parse_rule("alert tcp any any -> any any (app-layer-protocol:rdp; sid:1;)")
     insp, events, _ = inspector(
         tmp_path,
         "alert tcp any any -> any any (app-layer-protocol:http; sid:1;)\n"            # detection packet only

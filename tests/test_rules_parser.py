@@ -480,6 +480,7 @@ def test_suricata7_spellings():
 def test_every_app_layer_buffer_has_a_producer():
     # a buffer the parser accepts but no app-layer parser fills would make its rules silently dead
     from gateway.applayer import DNS_BUFFERS, HTTP_BUFFERS, HTTP_MULTI_BUFFERS
+    from gateway.applayer import ssh as ssh_parser
     from gateway.applayer import tls as tls_parser
     from gateway.ids.header import HEADER_BUFFERS
     from gateway.ids.keywords import BUFFERS
@@ -491,6 +492,8 @@ def test_every_app_layer_buffer_has_a_producer():
             assert name in DNS_BUFFERS, name
         elif spec.app_proto == "tls":
             assert name in tls_buffers, name
+        elif spec.app_proto == "ssh":
+            assert name in ssh_parser._BUFFERS, name
         else:
             assert name == "pkt_data" or name in HEADER_BUFFERS, name   # headers: read from the packet
 

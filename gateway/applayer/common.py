@@ -28,3 +28,14 @@ class AppEvent:
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         extra = f" data={len(self.data)}B" if self.data else ""
         return f"AppEvent({self.kind!r}, to_server={self.to_server}, info={self.info!r}{extra})"
+
+
+MAX_TX_ANOMALIES = 64       # anomaly names a transaction keeps for app-layer-event rules (the rest only counted)
+
+
+def anomaly_event(tx, code: str, to_server: bool) -> AppEvent:
+    """Record Suricata's event name `code` on the transaction (its `anomalies` list, bounded) and return the
+    "anomaly" event that reports it."""
+    if len(tx.anomalies) < MAX_TX_ANOMALIES:
+        tx.anomalies.append(code)
+    return AppEvent("anomaly", tx, to_server, b"", code)

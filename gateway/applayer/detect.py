@@ -2,7 +2,7 @@
 
     detect(to_server=b"GET / HTTP/1.1\\r\\n", to_client=b"", transport="tcp", dport=8080) -> "http"
 
-Returns "http" | "tls" | "dns" | "smtp" | "ftp", or None when the bytes seen so far do not decide
+Returns "http" | "tls" | "dns" | "smtp" | "ftp" | "ssh", or None when the bytes seen so far do not decide
 (the caller retries with more data, up to its own bound). Content decides: an HTTP request on port
 443 is "http", a TLS ClientHello on port 80 is "tls". The port only breaks ties the content cannot:
 an FTP or SMTP banner alone ("220 ...") with no tell-tale text, or a DNS-shaped datagram that is too
@@ -102,6 +102,13 @@ def _dns(to_server: bytes, to_client: bytes, transport: str, hinted: bool) -> bo
     return None
 
 
+def _ssh(data: bytes) -> bool | None:
+    """An SSH version banner ("SSH-" at the start, any case, as Suricata's probe has it); None: too short."""
+    if len(data) < 4:
+        return None if data and b"SSH-".startswith(data.upper()) else False
+    return data[:4].upper() == b"SSH-"
+
+
 def _banner_220(data: bytes) -> bool | None:
     if not data:
         return None
@@ -132,6 +139,11 @@ def detect(to_server: bytes = b"", to_client: bytes = b"", transport: str = "tcp
     r = _http_response(to_client)
     if r:
         return "http"
+    for data in (to_server, to_client):
+        r = _ssh(data)
+        if r:
+            return "ssh"
+        undecided |= r is None
 
     banner = _banner_220(to_client)
     if banner:

@@ -19,11 +19,13 @@ from ..stream import stream_exhausted
 from .detect import detect
 from .dns import DnsParser
 from .http import _HEADERS, HttpParser
+from .ssh import SshParser
 from .tls import TlsParser
 
 PROBE_BYTES = 4096          # bytes per direction kept while the protocol is undecided
 MAX_ANOMALY_EVENTS = 32     # anomaly events logged per flow
-_PARSERS = {"http": HttpParser, "tls": TlsParser}
+_PARSERS = {"http": HttpParser, "tls": TlsParser, "ssh": SshParser}
+ENCRYPTED_PROTOS = ("tls", "ssh")   # parser.done: both sides encrypted, nothing more to parse or inspect
 
 
 class AppState:
@@ -206,7 +208,7 @@ class AppLayerStage(Stage):
             return flow.proto not in (PROTO_TCP, PROTO_UDP)
         if st.failed or flow.proto == PROTO_TCP and stream_exhausted(flow):
             return True
-        if st.proto == "tls":
+        if st.proto in ENCRYPTED_PROTOS:
             return bool(st.parser.done)
         return False
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .common import AppEvent
+from .common import AppEvent, anomaly_event
 from .x509 import CertError, epoch, parse_certificate
 
 CT_CCS, CT_ALERT, CT_HANDSHAKE, CT_APPDATA, CT_HEARTBEAT = 20, 21, 22, 23, 24
@@ -294,10 +294,7 @@ class TlsParser:
     # ------------------------------------------------------------------ helpers
     def _anomaly(self, code: str, to_server: bool) -> None:
         self.anomaly_count += 1
-        s = self.session
-        if len(s.anomalies) < 64:
-            s.anomalies.append(code)
-        self._events.append(AppEvent("anomaly", s, to_server, b"", code))
+        self._events.append(anomaly_event(self.session, code, to_server))
 
     def _give_up(self, d: _Dir, to_server: bool, code: str) -> None:
         self._anomaly(code, to_server)

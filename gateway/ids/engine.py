@@ -1458,6 +1458,8 @@ def _tx_buffers(app: str, tx, name: str, to_server: bool | None) -> list[bytes]:
             return [b for b in tx.buffers(name, to_server) if b is not None]
         if app == "tls":
             return [b for b in tx.buffers(name) if b]
+        if app == "ssh":
+            return tx.buffers(name, to_server)
     except (KeyError, ValueError):
         return []
     return []

@@ -91,6 +91,10 @@ BUFFERS: dict[str, BufferSpec] = {
     # tls.certs and tls.subjectaltname are multi-buffers: each certificate / SAN is inspected on its own
     **_specs("tls", "to_client", "tls.cert_subject tls.cert_issuer tls.cert_serial tls.cert_fingerprint "
              "tls.certs tls.subjectaltname ja3s.hash ja3s.string"),
+    # the banner of the packet's side (applayer/ssh.py SshSession.buffers); HASSH of the client / the server
+    **_specs("ssh", None, "ssh.proto ssh.software"),
+    **_specs("ssh", "to_server", "ssh.hassh ssh.hassh.string"),
+    **_specs("ssh", "to_client", "ssh.hassh.server ssh.hassh.server.string"),
 }
 
 # Buffers Suricata 7 registers as multi-instance: each use of the sticky keyword is its own match list
@@ -105,6 +109,7 @@ STICKY.update({
     "tls_cert_subject": "tls.cert_subject", "tls_cert_issuer": "tls.cert_issuer",
     "tls_cert_serial": "tls.cert_serial", "tls_cert_fingerprint": "tls.cert_fingerprint", "ja3_hash": "ja3.hash", "ja3_string": "ja3.string",
     "ja3s_hash": "ja3s.hash", "ja3s_string": "ja3s.string", "client_body": "http.request_body",
+    "ssh_proto": "ssh.proto", "ssh_software": "ssh.software",
     "http_request_line": "http.request_line", "http_response_line": "http.response_line",
     "http_accept": "http.accept", "http_accept_enc": "http.accept_enc", "http_accept_lang": "http.accept_lang",
     "http_connection": "http.connection", "http_content_len": "http.content_len",
@@ -810,7 +815,7 @@ def _tls_version(b, v):
 
 _APP_EVENT_RE = re.compile(r"([a-z0-9]+)\.([a-z0-9_]+)\Z")
 # protocols whose parsers attach Suricata's app-layer-event names to their transactions (applayer/*.py)
-APP_EVENT_PROTOS = ("http", "dns", "tls")
+APP_EVENT_PROTOS = ("http", "dns", "tls", "ssh")
 
 
 def _app_layer_event(b, v):
@@ -828,7 +833,8 @@ def _app_layer_event(b, v):
 
 
 # the application protocols applayer/detect.py can recognise (http1 is Suricata's name for HTTP/1.x)
-_DETECTED_PROTOS = {"http": "http", "http1": "http", "tls": "tls", "dns": "dns", "smtp": "smtp", "ftp": "ftp"}
+_DETECTED_PROTOS = {"http": "http", "http1": "http", "tls": "tls", "dns": "dns", "smtp": "smtp", "ftp": "ftp",
+                    "ssh": "ssh"}
 _ALPROTO_MODES = ("direction", "final", "either", "to_server", "to_client", "orig")
 
 

@@ -15,6 +15,7 @@ import gc
 import ipaddress
 
 from ..applayer.http import HttpFile
+from ..applayer.stage import ENCRYPTED_PROTOS
 from ..config import EventsSection
 from ..events import add_packet_fields, eve_timestamp, packet_event
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED, eof_packet
@@ -25,6 +26,7 @@ from .decoder_events import undecodable_events
 from .engine import STREAM_WINDOW, DetectionEngine, FlowIdsState
 
 _ACTION_VERDICT = {"drop": Verdict.DROP, "reject": Verdict.REJECT}
+_FLOW_STATE_APPS = ("tls", "ssh")   # one session per flow, logged with any alert on the flow (not per transaction)
 
 
 class IdsStage(Stage):
@@ -67,8 +69,8 @@ class IdsStage(Stage):
             data = pkt.payload
         app = flow.state.get("applayer")
         txs = app.updated if app is not None and app.ctx is ctx else ()
-        if data and app is not None and app.proto == "tls" and app.parser is not None and app.parser.done:
-            # Suricata's default tls encryption-handling: no payload inspection of the encrypted records
+        if data and app is not None and app.proto in ENCRYPTED_PROTOS and app.parser is not None and app.parser.done:
+            # Suricata's default encryption handling (TLS, SSH): no payload inspection of the encrypted records
             data = b""
         if not data and not txs:
             # nothing to scan: only the rules without a fast pattern of this flow direction could match
@@ -256,10 +258,16 @@ class IdsStage(Stage):
         if ctx.pkt.data:
             add_packet_fields(ev, ctx.pkt)
         tx = m.tx
+        app = m.app
+        if tx is None and flow.app_proto in _FLOW_STATE_APPS:
+            # a packet rule on a TLS or SSH flow: Suricata logs the flow's one session with every alert
+            st = flow.state.get("applayer")
+            if st is not None and st.parser is not None and st.proto == flow.app_proto:
+                tx, app = st.parser.session, st.proto
         if tx is not None:
-            meta = _tx_metadata(m.app, tx)
+            meta = _tx_metadata(app, tx)
             if meta is not None:
-                ev[m.app] = meta
+                ev[app] = meta
             tx_id = getattr(tx, "tx_id", None)
             if tx_id is not None:
                 ev["tx_id"] = tx_id
@@ -375,7 +383,7 @@ def _rrtype(rrtype: int) -> str:
 
 
 def _tx_metadata(app: str, tx) -> dict | None:
-    """The http/dns/tls object an alert carries (a subset of Suricata's)."""
+    """The http/dns/tls/ssh object an alert carries (a subset of Suricata's)."""
     try:
         if app == "http":
             d = {}
@@ -423,6 +431,16 @@ def _tx_metadata(app: str, tx) -> dict | None:
                 d["issuerdn"] = _text(tx.issuer)
             if getattr(tx, "ja3_hash", None):
                 d["ja3"] = {"hash": _text(tx.ja3_hash), "string": _text(tx.ja3_string)}
+            return d
+        if app == "ssh":
+            # Suricata's ssh object: each side's banner, and its HASSH when seen
+            d = {}
+            for name, side in (("client", tx.client), ("server", tx.server)):
+                if side.proto_version:
+                    s = d[name] = {"proto_version": _text(side.proto_version),
+                                   "software_version": _text(side.software_version)}
+                    if side.hassh:
+                        s["hassh"] = {"hash": _text(side.hassh), "string": _text(side.hassh_string)}
             return d
     except Exception:  # noqa: BLE001 - metadata is best effort; the alert itself matters
         return None
