@@ -55,6 +55,22 @@ def test_smtp_and_ftp_from_banner_and_client_verb():
     assert detect(b"", b"220 welcome\r\n", dport=25) == "smtp"
 
 
+def test_smb_from_its_netbios_framed_header():
+    smb2 = b"\x00\x00\x00\x66" + b"\xfeSMB" + b"\x40\x00" + bytes(58)
+    assert detect(smb2, b"", dport=445) == "smb"
+    assert detect(smb2, b"", dport=8445) == "smb"                  # content, not the port
+    assert detect(b"", b"\x00\x00\x00\x40\xffSMBr" + bytes(40)) == "smb"   # SMB1, the server's answer
+    assert detect(b"\x00\x00\x00\x40\xfdSMB" + bytes(40)) == "smb"          # SMB3 transform (encrypted)
+    assert detect(b"\x00\x00\x00", b"", dport=445) is None       # too short to tell
+    assert detect(b"\x00\x00\x00\x66\xfeSM", b"", dport=445) is None
+    assert detect(b"\x00\x00\x00\x66GET /", b"", dport=445) is None     # NetBIOS framing, no SMB
+    assert detect(b"\x85\x00\x00\x00", b"", dport=139) is None       # a keepalive alone says nothing ...
+    assert detect(b"\x85\x00\x00\x00" + smb2, b"", dport=139) == "smb"     # ... nor does it hide what follows
+    session_request = b"\x81\x00\x00\x44" + bytes(0x44)
+    assert detect(session_request + smb2, b"", dport=139) == "smb"
+    assert detect(b"\x81\x00\x02\x00" + bytes(512) + smb2, b"", dport=139) is None   # not a short one
+
+
 def test_unknown_protocols_stay_unknown():
     assert detect(b"RFB 003.008\n", dport=5900) is None          # VNC: no parser here
     assert detect(b"\x00\x01\x02\x03\x04\x05\x06\x07", dport=80) is None
@@ -64,4 +80,4 @@ def test_unknown_protocols_stay_unknown():
 @given(st.binary(max_size=80), st.binary(max_size=80), st.sampled_from(["tcp", "udp"]),
        st.one_of(st.none(), st.integers(0, 65535)))
 def test_never_raises(a, b, transport, port):
-    assert detect(a, b, transport, dport=port) in (None, "http", "tls", "dns", "smtp", "ftp", "ssh")
+    assert detect(a, b, transport, dport=port) in (None, "http", "tls", "dns", "smtp", "ftp", "ssh", "smb")

@@ -2,7 +2,7 @@
 
     detect(to_server=b"GET / HTTP/1.1\\r\\n", to_client=b"", transport="tcp", dport=8080) -> "http"
 
-Returns "http" | "tls" | "dns" | "smtp" | "ftp" | "ssh", or None when the bytes seen so far do not decide
+Returns "http" | "tls" | "dns" | "smtp" | "ftp" | "ssh" | "smb", or None when the bytes seen so far do not decide
 (the caller retries with more data, up to its own bound). Content decides: an HTTP request on port
 443 is "http", a TLS ClientHello on port 80 is "tls". The port only breaks ties the content cannot:
 an FTP or SMTP banner alone ("220 ...") with no tell-tale text, or a DNS-shaped datagram that is too
@@ -109,6 +109,36 @@ def _ssh(data: bytes) -> bool | None:
     return data[:4].upper() == b"SSH-"
 
 
+_SMB_MAGICS = (b"\xffSMB", b"\xfeSMB", b"\xfdSMB")     # SMB1, SMB2/3, SMB3 transform (encrypted)
+_NBSS_OTHER = frozenset((0x81, 0x82, 0x83, 0x84, 0x85))   # NetBIOS session request, answers, retarget, keepalive
+
+
+def _smb(data: bytes) -> bool | None:
+    """SMB as Suricata's probe finds it: an SMB message in a NetBIOS session message (type 0; direct SMB on 445
+    is framed the same way), possibly after one short NetBIOS message of another type (the session request on
+    139, a keepalive). None: too short to tell."""
+    if len(data) < 4:
+        return _smb_message(data) if not data or data[0] == 0 else None if data[0] in _NBSS_OTHER else False
+    if data[0] in _NBSS_OTHER and data[1] <= 1:
+        length = (data[1] << 16) | (data[2] << 8) | data[3]
+        if length >= 256:
+            return False
+        rest = data[4 + length:]
+        return _smb_message(rest) if rest else None
+    return _smb_message(data)
+
+
+def _smb_message(data: bytes) -> bool | None:
+    if not data:
+        return None
+    if data[0] != 0 or len(data) >= 2 and data[1] > 1:     # type 0, then at most the 17th bit of the length
+        return False
+    if len(data) < 8:
+        head = data[4:]
+        return None if any(m.startswith(head) for m in _SMB_MAGICS) else False
+    return data[4:8] in _SMB_MAGICS
+
+
 def _banner_220(data: bytes) -> bool | None:
     if not data:
         return None
@@ -144,6 +174,10 @@ def detect(to_server: bytes = b"", to_client: bytes = b"", transport: str = "tcp
         if r:
             return "ssh"
         undecided |= r is None
+        r = _smb(data)
+        if r:
+            return "smb"
+        undecided |= r is None and bool(data)
 
     banner = _banner_220(to_client)
     if banner:
