@@ -71,6 +71,15 @@ def test_smb_from_its_netbios_framed_header():
     assert detect(b"\x81\x00\x02\x00" + bytes(512) + smb2, b"", dport=139) is None   # not a short one
 
 
+def test_dcerpc_over_tcp():
+    bind = bytes([5, 0, 11, 3, 0x10, 0, 0, 0, 0x48, 0, 0, 0, 1, 0, 0, 0]) + bytes(56)
+    assert detect(bind, b"", dport=49667) == "dcerpc"
+    assert detect(bind[:10], b"", dport=135) is None                     # too short to tell
+    assert detect(b"", bytes([5, 0, 12, 3, 0x10, 0, 0, 0, 0x3c, 0, 0, 0, 1, 0, 0, 0]) + bytes(44)) == "dcerpc"
+    socks5 = b"\x05\x01\x00" + b"\x05\x01\x00\x03\x0bexample.org\x01\xbb"   # greeting + CONNECT, joined
+    assert detect(socks5, b"", dport=1080) is None
+
+
 def test_unknown_protocols_stay_unknown():
     assert detect(b"RFB 003.008\n", dport=5900) is None          # VNC: no parser here
     assert detect(b"\x00\x01\x02\x03\x04\x05\x06\x07", dport=80) is None
@@ -80,4 +89,4 @@ def test_unknown_protocols_stay_unknown():
 @given(st.binary(max_size=80), st.binary(max_size=80), st.sampled_from(["tcp", "udp"]),
        st.one_of(st.none(), st.integers(0, 65535)))
 def test_never_raises(a, b, transport, port):
-    assert detect(a, b, transport, dport=port) in (None, "http", "tls", "dns", "smtp", "ftp", "ssh", "smb")
+    assert detect(a, b, transport, dport=port) in (None, "http", "tls", "dns", "smtp", "ftp", "ssh", "smb", "dcerpc")

@@ -104,7 +104,7 @@ def test_et_rejections_have_reasons():
     rs = load_rules([ET_SAMPLE / "rejected-by-gateway.rules"])
     assert rs.rules == []
     reasons = rs.reasons()
-    assert reasons["unsupported protocol: dcerpc"] == 1
+    assert reasons["unsupported protocol: ftp-data"] == 1
     assert reasons["file.data on smtp: no SMTP file extraction yet"] >= 10
     assert all(r.sid is not None and r.line > 0 for r in rs.rejected)
 

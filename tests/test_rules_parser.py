@@ -70,7 +70,7 @@ def test_bidirectional_and_groups():
 @pytest.mark.parametrize("header, reason", [
     ("alarm tcp any any -> any any", "unsupported action: alarm"),
     ("rejectall tcp any any -> any any", "unsupported action: rejectall"),
-    ("alert dcerpc any any -> any any", "unsupported protocol: dcerpc"),
+    ("alert ftp-data any any -> any any", "unsupported protocol: ftp-data"),
     ("alert tcp any any <- any any", "direction"),
     ("alert tcp any any -> any", "fields"),
     ("alert tcp $NOPE any -> any any", "undefined address variable"),

@@ -2,7 +2,7 @@
 
     detect(to_server=b"GET / HTTP/1.1\\r\\n", to_client=b"", transport="tcp", dport=8080) -> "http"
 
-Returns "http" | "tls" | "dns" | "smtp" | "ftp" | "ssh" | "smb", or None when the bytes seen so far do not decide
+Returns "http" | "tls" | "dns" | "smtp" | "ftp" | "ssh" | "smb" | "dcerpc", or None when the bytes seen so far do not decide
 (the caller retries with more data, up to its own bound). Content decides: an HTTP request on port
 443 is "http", a TLS ClientHello on port 80 is "tls". The port only breaks ties the content cannot:
 an FTP or SMTP banner alone ("220 ...") with no tell-tale text, or a DNS-shaped datagram that is too
@@ -139,6 +139,20 @@ def _smb_message(data: bytes) -> bool | None:
     return data[4:8] in _SMB_MAGICS
 
 
+def _dcerpc(data: bytes) -> bool | None:
+    """A connection-oriented DCE/RPC header (version 5.0 or 5.1, a sane data representation), as Suricata's
+    DCERPC/TCP probe reads it; None: fewer than its 16 bytes."""
+    if len(data) < 16:
+        return None if data[:1] in (b"", b"\x05") and data[1:2] in (b"", b"\x00", b"\x01") else False
+    if not (data[0] == 5 and data[1] <= 1 and data[2] <= 20 and not data[4] & 0xEE and data[5] <= 3):
+        return False
+    # stricter than Suricata's probe, which reads one segment: the probe here may join several short messages
+    # (a SOCKS5 greeting and request look like 5.0 otherwise): the drep's reserved bytes are zero and the
+    # fragment holds at least its header
+    frag_len = int.from_bytes(data[8:10], "little" if data[4] & 0x10 else "big")
+    return data[6] == 0 and data[7] == 0 and frag_len >= 16
+
+
 def _banner_220(data: bytes) -> bool | None:
     if not data:
         return None
@@ -177,6 +191,10 @@ def detect(to_server: bytes = b"", to_client: bytes = b"", transport: str = "tcp
         r = _smb(data)
         if r:
             return "smb"
+        undecided |= r is None and bool(data)
+        r = _dcerpc(data)
+        if r:
+            return "dcerpc"
         undecided |= r is None and bool(data)
 
     banner = _banner_220(to_client)

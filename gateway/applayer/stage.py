@@ -134,7 +134,7 @@ class AppLayerStage(Stage):
                 parser = DnsParser(tcp=proto == PROTO_TCP)
             else:
                 cls = _PARSERS.get(app)
-                if cls is None:          # smtp/ftp/smb: no parser here; detection alone names the flow
+                if cls is None:          # smtp/ftp/smb/dcerpc: no parser here; detection alone names the flow
                     flow.app_proto = app
                     self.detected[app] = self.detected.get(app, 0) + 1
                     self._give_up(st)

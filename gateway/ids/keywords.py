@@ -834,7 +834,7 @@ def _app_layer_event(b, v):
 
 # the application protocols applayer/detect.py can recognise (http1 is Suricata's name for HTTP/1.x)
 _DETECTED_PROTOS = {"http": "http", "http1": "http", "tls": "tls", "dns": "dns", "smtp": "smtp", "ftp": "ftp",
-                    "ssh": "ssh", "smb": "smb"}
+                    "ssh": "ssh", "smb": "smb", "dcerpc": "dcerpc"}
 _ALPROTO_MODES = ("direction", "final", "either", "to_server", "to_client", "orig")
 
 

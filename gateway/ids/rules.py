@@ -50,14 +50,15 @@ PROTOCOLS: dict[str, tuple[frozenset | None, str | None, str | None]] = {
     "dns": (frozenset({6, 17}), "dns", None),
     "tls": (frozenset({6}), "tls", None), "smtp": (frozenset({6}), "smtp", None),
     "ftp": (frozenset({6}), "ftp", None), "ssh": (frozenset({6}), "ssh", None),
-    # SMB is detected (applayer/detect.py) but not parsed: its rules inspect the stream bytes (pkt_data) only
-    "smb": (frozenset({6}), "smb", None),
+    # SMB and DCERPC (over TCP) are detected (applayer/detect.py) but not parsed: their rules inspect the stream
+    # bytes (pkt_data) only
+    "smb": (frozenset({6}), "smb", None), "dcerpc": (frozenset({6}), "dcerpc", None),
     "ipv4": (None, None, None), "ipv6": (None, None, None),
     "pkthdr": (None, None, None),       # any packet, for decoder-event rules
 }
 _IP_VERSIONS = {"ipv4": 4, "ipv6": 6}      # `alert ipv4` / `alert ipv6`: ip rules for one IP version
 _APP_IP_PROTOS = {"http": frozenset({6}), "tls": frozenset({6}), "smtp": frozenset({6}), "ftp": frozenset({6}),
-                  "dns": frozenset({6, 17}), "ssh": frozenset({6}), "smb": frozenset({6})}
+                  "dns": frozenset({6, 17}), "ssh": frozenset({6}), "smb": frozenset({6}), "dcerpc": frozenset({6})}
 # Application protocols whose files/bodies an app-layer parser hands to file.data. Suricata also has SMTP
 # attachments; add "smtp" here when the mail filter's SMTP parser provides them.
 FILE_DATA_APPS = ("http",)
