@@ -307,7 +307,8 @@ def test_pcre_flag_matching_sticky_buffer_is_accepted():
 @pytest.mark.parametrize("opts, reason", [
     ('pcre:"/a(/";', "not supported by the regex engine"),
     ('pcre:"/a/Kq";', "unknown modifier"),
-    ('pcre:"/a/G";', "ungreedy"),
+    ('pcre:"/a/A";', "anchored"),
+    ('pcre:"/(a)\\g{-1}/";', "relative back references"),
     ('pcre:"/a/UH";', "more than one buffer"),
     ('pcre:"abc";', "expected /regex/flags"),
     ("pcre:abc;", "must be /regex/flags"),
@@ -505,10 +506,29 @@ def test_every_app_layer_buffer_has_a_producer():
     (r"/[^[:alpha:][:space:]]/", [b"ab1"], [b"ab c"]),
     (r"/(?<v>\x4)/", [b"\x04"], [b"x4"]),                       # named group, one-digit \x
     (r"/a\\z/", [b"a\\z"], [b"a"]),                             # an escaped backslash stays one
+    (r"/(ab)\g{1}c\g1/", [b"xababcab"], [b"ababcac"]),          # back references by number
 ])
 def test_pcre_spellings_keep_pcre_meaning(pcre, yes, no):
     regex = rule(f'pcre:"{pcre}";').buffer("pkt_data").matches[0].regex
     assert all(regex.search(y) for y in yes) and not any(regex.search(n) for n in no)
+
+
+@pytest.mark.parametrize("source, expected", [
+    (r"a.*b", r"a.*?b"), (r"a.*?b", r"a.*b"), (r"(?:x+)+?y", r"(?:x+?)+y"), (r"a{2,}+c", r"a{2,}+c"),
+    (r"[*+?]{2,3}", r"[*+?]{2,3}?"), (r"(?i)a\*b?", r"(?i)a\*b??"), (r"[]*]x*", r"[]*]x*?"),
+    (r"(a)\g{1}+", r"(a)\g{1}+?"),
+])
+def test_pcre_ungreedy_flag_swaps_quantifiers(source, expected):
+    from gateway.ids.keywords import ungreedy
+    assert ungreedy(source) == expected
+
+
+def test_pcre_ungreedy_moves_the_cursor_of_relative_keywords():
+    # /a.+b/ ends after the last b, /a.+b/G after the first: a content right after it tells them apart
+    from gateway.ids.match import match_list
+    greedy = rule('pcre:"/a.+b/"; content:"2"; within:1;').buffer("pkt_data")
+    lazy = rule('pcre:"/a.+b/G"; content:"2"; within:1;').buffer("pkt_data")
+    assert match_list(lazy, b"a1b2bX") and not match_list(greedy, b"a1b2bX")
 
 
 def test_unsupported_posix_class_is_rejected():

@@ -454,7 +454,7 @@ _PCRE_CACHE_MAX = 65536
 
 # PCRE spellings that Python's re lacks or reads differently, rewritten to the equivalent re syntax.
 # One scanner so that an escaped backslash is never mistaken for the start of an escape.
-_PCRE_TOKEN = re.compile(r"\\(?:x[0-9A-Fa-f]{1,2}|.)|\(\?<(?=[A-Za-z_])|\[:\^?[a-z]+:\]", re.DOTALL)
+_PCRE_TOKEN = re.compile(r"\\(?:x[0-9A-Fa-f]{1,2}|g\{-?\d+\}|g\d+|.)|\(\?<(?=[A-Za-z_])|\[:\^?[a-z]+:\]", re.DOTALL)
 _POSIX_CLASSES = {
     "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
     "xdigit": "0-9A-Fa-f", "space": "\\s", "blank": " \\t", "word": "\\w", "print": "\\x20-\\x7e",
@@ -471,6 +471,12 @@ def _pcre_token(m: re.Match) -> str:
             return "(?=\\n?\\Z)"            # PCRE \Z: the end or before a final newline
         if t[1] == "x" and len(t) == 3:
             return "\\x0" + t[2]          # PCRE \xH (one digit)
+        if t[1] == "g" and len(t) > 2:
+            # PCRE \gN / \g{N}: a back reference by number (re spells it \N); relative ones are not supported
+            number = t[2:].strip("{}")
+            if number.startswith("-"):
+                raise RuleError("pcre: relative back references (\\g{-N}) not supported")
+            return f"(?:\\{int(number)})"
         return t
     if t == "(?<":
         return "(?P<"                     # named group
@@ -484,6 +490,52 @@ def pcre_to_re(source: str) -> str:
     if "\\" not in source and "(?<" not in source and "[:" not in source:
         return source
     return _PCRE_TOKEN.sub(_pcre_token, source)
+
+
+_QUANTIFIER = re.compile(r"\*|\+|\?|\{\d+(?:,\d*)?\}")
+
+
+def ungreedy(source: str) -> str:
+    """PCRE's G (PCRE_UNGREEDY) spelled out: every greedy quantifier made lazy and every lazy one greedy
+    (possessive ones stay). Escapes, character classes and the `?` of a group's `(?` are left alone."""
+    out = []
+    i, n = 0, len(source)
+    while i < n:
+        c = source[i]
+        if c == "\\":
+            j = i + 2
+            if source.startswith("g{", i + 1):
+                j = source.find("}", i) + 1 or n      # \g{N}: one token, its braces are no quantifier
+            out.append(source[i:j])
+            i = j
+            continue
+        if c == "[":
+            # a class: up to its closing ] (a ] right after [ or [^ is a member), escapes included
+            j = i + 1
+            if j < n and source[j] == "^":
+                j += 1
+            if j < n and source[j] == "]":
+                j += 1
+            while j < n and source[j] != "]":
+                j += 2 if source[j] == "\\" else 1
+            out.append(source[i:j + 1])
+            i = j + 1
+            continue
+        m = _QUANTIFIER.match(source, i)
+        if m is None or (c == "?" and i and source[i - 1] == "(") or (c == "{" and not out):
+            out.append(c)
+            i += 1
+            continue
+        out.append(m.group())
+        i = m.end()
+        if i < n and source[i] == "?":
+            i += 1                  # lazy -> greedy
+        elif i < n and source[i] == "+":
+            out.append("+")         # possessive: unchanged
+            i += 1
+        else:
+            out.append("?")         # greedy -> lazy
+    return "".join(out)
 
 
 def compile_pcre(source: str, flags: int):
@@ -523,7 +575,9 @@ def _pcre(b, v):
     bad = set(mods) - _PCRE_KNOWN
     if bad:
         raise RuleError(f"pcre: unknown modifier {''.join(sorted(bad))!r}")
-    for unsupported, what in (("G", "ungreedy"), ("A", "anchored"), ("E", "dollar_endonly")):
+    if "G" in mods:
+        source = ungreedy(source)
+    for unsupported, what in (("A", "anchored"), ("E", "dollar_endonly")):
         if unsupported in mods:
             raise RuleError(f"pcre: modifier {unsupported} ({what}) not supported")
     buffers = {PCRE_BUFFER_FLAGS[m] for m in mods if m in PCRE_BUFFER_FLAGS}
