@@ -201,7 +201,6 @@ KNOWN_CAUSES = {
     "bug-814": "Suricata (IDS mode) inspects request data when ACKed (alert on a later packet); also VLAN field",
     "compress_ipv6": "EVE prints IPv6 addresses compressed; Suricata's default prints them expanded",
     "detect-bytetest-03": "a one-packet DNS query with a trailing byte is not detected as DNS (applayer/detect.py)",
-    "bug-6207-2": "file.data on SMTP needs an SMTP parser",
     "bug-7552": "HTTP response without a request on a midstream flow is not parsed as HTTP",
 }
 _UNPRODUCED_KEYS = ("packet", "payload", "vlan", "tunnel", "ether", "packet_info", "files", "verdict", "drop.",

@@ -24,7 +24,8 @@ def test_app_layer_event_parse():
     assert r.app_proto == "http" and r.app_events == ("request_chunk_extension",)
     r = parse_rule("alert tcp any any -> any any (app-layer-event:dns.z_flag_set; sid:1;)")
     assert r.app_proto == "dns"
-    for bad, why in (("smtp.invalid_reply", "no smtp parser"),
+    assert parse_rule("alert tcp any any -> any any (app-layer-event:smtp.invalid_reply; sid:1;)").app_proto == "smtp"
+    for bad, why in (("ftp.request_command_too_long", "no ftp parser"), ("smtp.no_such_event", "smtp has no event"),
                      ("applayer_mismatch_protocol_both_directions", "general events unsupported")):
         with pytest.raises(RuleError, match=why):
             parse_rule(f"alert tcp any any -> any any (app-layer-event:{bad}; sid:1;)")

@@ -169,9 +169,9 @@ def test_pkt_data_resets_sticky_and_file_data():
              "alert http any any -> any any")
     assert contents(r)[0].pattern == b"raw"
     assert contents(r, "file.data")[0].pattern == b"MZ"
-    # SMTP attachments would be file.data too, but no SMTP parser extracts them yet: never a dead rule
-    assert "no SMTP file extraction" in reject('file.data; content:"%PDF";', "alert smtp any any -> any any")
-    assert "needs http" in reject('file.data; content:"%PDF";', "alert dns any any -> any any")
+    # SMTP attachments are file.data too (applayer/smtp.py); DNS has no files
+    assert rule('file.data; content:"%PDF";', "alert smtp any any -> any any").app_proto == "smtp"
+    assert "needs http or smtp" in reject('file.data; content:"%PDF";', "alert dns any any -> any any")
 
 
 def test_transforms_key_their_own_list():

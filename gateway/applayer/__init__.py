@@ -47,11 +47,19 @@ TLS (tls.py) - TlsParser(TlsLimits())
     tls.cert_issuer, tls.cert_serial, tls.cert_fingerprint, tls.version, ja3.hash, ja3.string,
     ja3s.hash, ja3s.string; TlsSession.buffers(keyword) for tls.certs, tls.subjectaltname, tls.alpn.
     TlsSession.done is True once both directions are encrypted (nothing left to inspect).
+
+SMTP (smtp.py) - SmtpParser(SmtpLimits())
+    feed(data, to_server); eof(to_server). Events: command, reply, message_data, file (info=name, data=the
+    decoded attachment), tx_complete, anomaly (Suricata smtp event names: invalid_reply,
+    bdat_chunk_len_exceeded, mime_long_boundary, ...; SMTP_EVENTS lists them). tx = the SmtpTransaction
+    (one per mail): helo, mail_from, rcpt_to, headers, files/attachments; SmtpTransaction.buffers("file.data")
+    is one buffer per attachment. SmtpParser.done after an accepted STARTTLS (the rest is TLS).
 """
 from .common import AppEvent
 from .detect import PORT_HINTS, detect
 from .dns import DNS_BUFFERS, DnsLimits, DnsMessage, DnsParser, DnsTransaction, parse_message
 from .http import HTTP_BUFFERS, HTTP_MULTI_BUFFERS, HttpLimits, HttpParser, HttpTransaction
+from .smtp import SMTP_EVENTS, SmtpLimits, SmtpParser, SmtpTransaction
 from .tls import TlsLimits, TlsParser, TlsSession
 
 __all__ = [
@@ -59,6 +67,7 @@ __all__ = [
     "HTTP_BUFFERS",
     "HTTP_MULTI_BUFFERS",
     "PORT_HINTS",
+    "SMTP_EVENTS",
     "AppEvent",
     "DnsLimits",
     "DnsMessage",
@@ -67,6 +76,9 @@ __all__ = [
     "HttpLimits",
     "HttpParser",
     "HttpTransaction",
+    "SmtpLimits",
+    "SmtpParser",
+    "SmtpTransaction",
     "TlsLimits",
     "TlsParser",
     "TlsSession",

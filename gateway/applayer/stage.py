@@ -16,15 +16,17 @@ from ..events import packet_event
 from ..packet import FIN, PROTO_TCP, PROTO_UDP, RST
 from ..pipeline import PacketContext, Stage
 from ..stream import stream_exhausted
+from .common import AppEvent
 from .detect import detect
 from .dns import DnsParser
 from .http import _HEADERS, HttpParser
+from .smtp import SmtpParser
 from .ssh import SshParser
 from .tls import TlsParser
 
 PROBE_BYTES = 4096          # bytes per direction kept while the protocol is undecided
 MAX_ANOMALY_EVENTS = 32     # anomaly events logged per flow
-_PARSERS = {"http": HttpParser, "tls": TlsParser, "ssh": SshParser}
+_PARSERS = {"http": HttpParser, "tls": TlsParser, "ssh": SshParser, "smtp": SmtpParser}
 ENCRYPTED_PROTOS = ("tls", "ssh")   # parser.done: both sides encrypted, nothing more to parse or inspect
 
 
@@ -134,7 +136,7 @@ class AppLayerStage(Stage):
                 parser = DnsParser(tcp=proto == PROTO_TCP)
             else:
                 cls = _PARSERS.get(app)
-                if cls is None:          # smtp/ftp/smb/dcerpc: no parser here; detection alone names the flow
+                if cls is None:          # ftp/smb/dcerpc: no parser here; detection alone names the flow
                     flow.app_proto = app
                     self.detected[app] = self.detected.get(app, 0) + 1
                     self._give_up(st)
@@ -146,25 +148,30 @@ class AppLayerStage(Stage):
             if proto == PROTO_UDP:
                 events = parser.feed(bytes(data), to_server)
             else:
-                # the bytes seen while undecided: the client's first, as a conversation has them
+                # the bytes seen while undecided: the client's first, as a conversation has them (SMTP: the
+                # server's banner comes first)
                 events = []
-                if st.probe[1]:
-                    events += parser.feed(bytes(st.probe[1]), True)
-                if st.probe[0]:
-                    events += parser.feed(bytes(st.probe[0]), False)
+                for d in ((False, True) if app == "smtp" else (True, False)):
+                    if st.probe[d]:
+                        events += parser.feed(bytes(st.probe[d]), d)
             st.probe = [bytearray(), bytearray()]
             self._events(ctx, st, events)
         elif data:
             if not st.known[to_server]:
                 st.known[to_server], st.pd_pkt[to_server] = True, pkt
             self._events(ctx, st, st.parser.feed(data, to_server))
-        if st.proto == "http" and to_server and data:
-            req = st.parser.req
-            tx = req.tx
-            if req.state == _HEADERS and tx is not None and tx.request_line and \
-                    not any(t is tx for _, t in st.updated):
-                st.updated.append(("http", RequestLineView(tx)))
-        if proto == PROTO_TCP and pkt.tcp_flags & (FIN | RST) and st.proto == "http":
+        if st.proto == "http":
+            if to_server and data:
+                req = st.parser.req
+                tx = req.tx
+                if req.state == _HEADERS and tx is not None and tx.request_line and \
+                        not any(t is tx for _, t in st.updated):
+                    st.updated.append(("http", RequestLineView(tx)))
+        elif to_server and st.proto == "smtp" and st.parser.reoffer:
+            # a server reply completed a mail: its client-side buffers (file.data) are inspected on the next
+            # client packet, as Suricata inspects a transaction in each direction as that direction's packets pass
+            self._events(ctx, st, [AppEvent("reoffer", tx, True) for tx in st.parser.take_reoffer()])
+        if proto == PROTO_TCP and pkt.tcp_flags & (FIN | RST) and st.proto in ("http", "smtp"):
             for d in ((to_server,) if pkt.tcp_flags & FIN else (True, False)):
                 if not st.closed[d]:
                     st.closed[d] = True
@@ -208,7 +215,7 @@ class AppLayerStage(Stage):
             return flow.proto not in (PROTO_TCP, PROTO_UDP)
         if st.failed or flow.proto == PROTO_TCP and stream_exhausted(flow):
             return True
-        if st.proto in ENCRYPTED_PROTOS:
+        if st.proto in ENCRYPTED_PROTOS or st.proto == "smtp":
             return bool(st.parser.done)
         return False
 

@@ -44,7 +44,10 @@ _PORT_DB_SHARED_LEN = 4
 # http.request_body / http.response_body are file.data of their direction (applayer/http.py)
 _SAME_AS_FILE_DATA = {"http.request_body", "http.response_body"}                             # payload rules on at most this many ports: per-port DBs
 _APP_OF_BUFFER = {name: spec.app_proto for name, spec in BUFFERS.items()}
-_APP_OF_BUFFER["file.data"] = "http"                # our only file.data producer (SMTP: mail filter)
+# file.data has two producers: HTTP bodies and SMTP attachments; a rule without an app protocol reads both
+_APP_OF_BUFFER["file.data"] = None
+_FILE_DATA_APPS = ("http", "smtp")
+SMTP_INSPECT_MIN_SIZE = 32768                       # Suricata's smtp content-inspect-min-size default
 MAX_TX_MEMORY = 256                                 # per flow: transactions whose alerts we remember
 MAX_SCAN_MEMORY = 1024                              # per flow: remembered prefilter scans of tx buffers
 MAX_XBITS = 65536
@@ -460,15 +463,21 @@ class DetectionEngine:
                     if key in _SAME_AS_FILE_DATA:
                         key = "file.data"     # the same bytes: one scan serves both (tx_dir picks the body)
                     if fp.buffer == "pkt_data":
-                        entries.setdefault((g, key, None), []).append(entry)
+                        entries.setdefault((g, key, None, None), []).append(entry)
                     else:
+                        # file.data: one database per producing protocol, so HTTP bodies are never scanned for
+                        # the patterns of smtp rules (nor mails for http ones)
+                        fapps = (None,) if not key.startswith("file.data") else \
+                            (cr.app,) if cr.app is not None else _FILE_DATA_APPS
                         # one database per direction: a response packet never scans for request-only rules
                         for d in ((True, False) if cr.tx_dir is None else (cr.tx_dir,)):
-                            entries.setdefault((g, key, d), []).append(entry)
+                            for fapp in fapps:
+                                entries.setdefault((g, key, d, fapp), []).append(entry)
                     if cr.is_tx and fp.buffer == "pkt_data":
                         grp.tx_in_pkt = True
                 elif cr.is_tx:
-                    grp.tx_nofp.setdefault(cr.app, []).append(cr.idx)
+                    for a in ((cr.app,) if cr.app is not None else _FILE_DATA_APPS):
+                        grp.tx_nofp.setdefault(a, []).append(cr.idx)
                 elif not r.bidirectional and _index_by_address(grp, cr):
                     pass
                 elif not r.bidirectional and cr.dport_any and not cr.sport_any and \
@@ -482,10 +491,10 @@ class DetectionEngine:
                     for lo, hi in r.dport.ranges:
                         for port in range(lo, hi + 1):
                             grp.nofp_port.setdefault(port, []).append(cr.idx)
-        self._pad = bytes([_pad_byte(e[0] for (g, key, _), ents in entries.items() if g == PROTO_TCP and
+        self._pad = bytes([_pad_byte(e[0] for (g, key, _, _), ents in entries.items() if g == PROTO_TCP and
                                      key == "pkt_data" for e in ents)]) * self.lead
         prefilters: list[BufferPrefilter] = []      # built all at once below (compile_all: threads)
-        for (g, key, d), ents in list(entries.items()):
+        for (g, key, d, fapp), ents in list(entries.items()):
             if key != "pkt_data":
                 continue
             # Suricata's per-port groups for the payload: a rule bound to a few ports gets its fast pattern in
@@ -502,15 +511,15 @@ class DetectionEngine:
             # and one payload database per direction, like Suricata's per-direction rule groups: a response
             # is never scanned for the patterns of flow:to_server rules (most exploit rules), nor a request
             # for those of to_client ones (_header would refuse them anyway)
-            entries[(g, key, d)] = []
+            entries[(g, key, d, fapp)] = []
             for to_server in (True, False):
-                entries[(g, key, to_server)] = [e for e in rest if _flow_dir(self.rules[e[2]].rule) in
+                entries[(g, key, to_server, None)] = [e for e in rest if _flow_dir(self.rules[e[2]].rule) in
                                                 (None, to_server)]
             grp = self.groups[g]
             for pk, pents in by_port.items():
                 pf = grp.port_prefilters[pk] = BufferPrefilter(pents, build=False)
                 prefilters.append(pf)
-        for (g, key, d), ents in entries.items():
+        for (g, key, d, fapp), ents in entries.items():
             if not ents:
                 continue
             pf = BufferPrefilter(ents, build=False)
@@ -520,7 +529,7 @@ class DetectionEngine:
             if name == "pkt_data" and not transforms:
                 grp.prefilters[key if d else _PKT_DATA_TO_CLIENT] = pf
             else:
-                app = _APP_OF_BUFFER.get(name)
+                app = fapp if fapp is not None else _APP_OF_BUFFER.get(name)
                 grp.tx_prefilters.setdefault((app, d), []).append((name, tuple(transforms), pf,
                                                                    _version_kind(name)))
         compile_all(prefilters, cache_dir)
@@ -912,6 +921,8 @@ class DetectionEngine:
             if self.body_defer is not None and app == "http" and name in _BODY_OF and \
                     not self.body_due(tx, _BODY_OF[name] if _BODY_OF[name] is not None else to_server is not False):
                 bufs = cache[key] = []      # not yet inspected (Suricata returns no buffer either)
+            elif app == "smtp" and self.body_defer is not None and not self.eof and not _smtp_due(tx):
+                bufs = cache[key] = []      # IDS mode: the mail's files wait (see _smtp_due)
             else:
                 bufs = cache[key] = _tx_buffers(app, tx, name, to_server)
         return bufs
@@ -1366,6 +1377,14 @@ def _tx_versions(app: str, tx, to_server: bool, defer: tuple[int, int] | None = 
             files)
 
 
+def _smtp_due(tx) -> bool:
+    """IDS mode (body_defer): when a mail's files are inspected. Suricata's IDS mode parses the client's bytes once
+    the server has acknowledged them, so a mail's end is seen with (or just before) the server's answer to it:
+    the files are inspected once the mail is answered (tx.complete), when one reaches Suricata's
+    content-inspect-min-size, or when the flow ends (engine.eof)."""
+    return tx.complete or any(f.size >= SMTP_INSPECT_MIN_SIZE for f in tx.files)
+
+
 def _per_file(pairs, to_server: bool):
     """(app, tx) pairs -> (app, file) for each file of the HTTP transactions (applayer/http.py HttpFile)."""
     for app, tx in pairs:
@@ -1458,7 +1477,7 @@ def _tx_buffers(app: str, tx, name: str, to_server: bool | None) -> list[bytes]:
             return [b for b in tx.buffers(name, to_server) if b is not None]
         if app == "tls":
             return [b for b in tx.buffers(name) if b]
-        if app == "ssh":
+        if app == "ssh" or app == "smtp":
             return tx.buffers(name, to_server)
     except (KeyError, ValueError):
         return []

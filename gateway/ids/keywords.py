@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ..applayer.smtp import SMTP_EVENTS
 from ..stream import STREAM_EVENTS
 from .decoder_events import EVENTS as DECODER_EVENTS
 from .header import FRAGBITS, IPOPT_BITS
@@ -869,7 +870,7 @@ def _tls_version(b, v):
 
 _APP_EVENT_RE = re.compile(r"([a-z0-9]+)\.([a-z0-9_]+)\Z")
 # protocols whose parsers attach Suricata's app-layer-event names to their transactions (applayer/*.py)
-APP_EVENT_PROTOS = ("http", "dns", "tls", "ssh")
+APP_EVENT_PROTOS = ("http", "dns", "tls", "ssh", "smtp")
 
 
 def _app_layer_event(b, v):
@@ -882,6 +883,8 @@ def _app_layer_event(b, v):
     proto, event = m.groups()
     if proto not in APP_EVENT_PROTOS:
         raise RuleError(f"app-layer-event: no {proto} parser gives events")
+    if proto == "smtp" and event not in SMTP_EVENTS:
+        raise RuleError(f"app-layer-event: smtp has no event {event!r}")
     b.rule.setdefault("app_events", []).append(event)
     b.need_app(proto, "app-layer-event")
 

@@ -59,9 +59,9 @@ PROTOCOLS: dict[str, tuple[frozenset | None, str | None, str | None]] = {
 _IP_VERSIONS = {"ipv4": 4, "ipv6": 6}      # `alert ipv4` / `alert ipv6`: ip rules for one IP version
 _APP_IP_PROTOS = {"http": frozenset({6}), "tls": frozenset({6}), "smtp": frozenset({6}), "ftp": frozenset({6}),
                   "dns": frozenset({6, 17}), "ssh": frozenset({6}), "smb": frozenset({6}), "dcerpc": frozenset({6})}
-# Application protocols whose files/bodies an app-layer parser hands to file.data. Suricata also has SMTP
-# attachments; add "smtp" here when the mail filter's SMTP parser provides them.
-FILE_DATA_APPS = ("http",)
+# Application protocols whose files/bodies an app-layer parser hands to file.data: HTTP bodies, SMTP
+# attachments (applayer/smtp.py).
+FILE_DATA_APPS = ("http", "smtp")
 MAX_RULE_LEN = 64 * 1024        # Suricata's own limit on one rule's text is 64 KiB
 MAX_FILE_BYTES = 256 << 20      # one rule file; the whole ET Open set is ~20 MiB
 MAX_OPTIONS = 512
@@ -412,8 +412,6 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
             raise RuleError(f"{app_proto} keywords cannot match protocol {proto}")
     for ml in lists:
         if ml.buffer == "file.data" and app_proto not in (None,) + FILE_DATA_APPS:
-            if app_proto == "smtp":
-                raise RuleError("file.data on smtp: no SMTP file extraction yet")
             raise RuleError(f"file.data needs {' or '.join(FILE_DATA_APPS)}, but the rule is for {app_proto}")
         if ml.buffer == "file.data" and ip_protos is not None and 6 not in ip_protos:
             raise RuleError(f"file.data needs TCP, but the rule is for {proto}")

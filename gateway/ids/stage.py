@@ -273,6 +273,8 @@ class IdsStage(Stage):
                 ev["tx_id"] = tx_id
             if isinstance(tx, HttpFile):         # a file keyword matched this file: Suricata logs it
                 ev["files"] = [{"filename": _text(tx.name)}]
+            elif m.app == "smtp":
+                _smtp_email(ev, tx)
         return ev
 
     def done(self, flow) -> bool:
@@ -294,21 +296,33 @@ class IdsStage(Stage):
             return
         st = flow.state.get("ids")
         app = flow.state.get("applayer")
-        if st is None or st.passed or st.dropped or app is None or app.proto != "http" or app.parser is None:
+        if st is None or st.passed or st.dropped or app is None or app.parser is None:
+            return
+        if app.proto == "smtp":
+            # a mail whose files still wait for the server's answer (engine._smtp_due): inspected now
+            tx = app.parser.tx
+            if tx is not None and tx.files and not tx.complete:
+                self._eof_inspect(inspector, flow, st, True, [("smtp", tx)])
+            return
+        if app.proto != "http":
             return
         for to_server, side in ((True, app.parser.req), (False, app.parser.res)):
             tx = side.tx
             if tx is None or not (tx.request_body if to_server else tx.response_body) or \
                     engine.body_due(tx, to_server):
                 continue
-            ctx = PacketContext(inspector, eof_packet(flow, to_server), flow, to_server, False)
-            engine.eof = True
-            try:
-                matches = engine.inspect(ctx.pkt, flow, to_server, b"", [("http", tx)], st.est)
-            finally:
-                engine.eof = False
-            if matches:
-                self._apply(ctx, st, matches)
+            self._eof_inspect(inspector, flow, st, to_server, [("http", tx)])
+
+    def _eof_inspect(self, inspector, flow, st, to_server: bool, txs) -> None:
+        engine = self.engine
+        ctx = PacketContext(inspector, eof_packet(flow, to_server), flow, to_server, False)
+        engine.eof = True
+        try:
+            matches = engine.inspect(ctx.pkt, flow, to_server, b"", txs, st.est)
+        finally:
+            engine.eof = False
+        if matches:
+            self._apply(ctx, st, matches)
 
     def on_flow_end(self, flow) -> None:
         flow.state.pop("ids", None)
@@ -419,6 +433,16 @@ def _tx_metadata(app: str, tx) -> dict | None:
                 d["answers"] = [{"rrname": _text(rr.name), "rrtype": _rrtype(rr.rrtype), "ttl": rr.ttl}
                                 for rr in msg.answers[:16]]
             return d
+        if app == "smtp":
+            # Suricata's smtp object: the client's HELO, MAIL FROM and RCPT TO of this mail
+            d = {}
+            if tx.helo:
+                d["helo"] = _text(tx.helo)
+            if tx.mail_from is not None:
+                d["mail_from"] = _text(tx.mail_from)
+            if tx.rcpt_to:
+                d["rcpt_to"] = [_text(r) for r in tx.rcpt_to[:64]]
+            return d
         if app == "tls":
             d = {}
             if tx.sni:
@@ -445,6 +469,34 @@ def _tx_metadata(app: str, tx) -> dict | None:
     except Exception:  # noqa: BLE001 - metadata is best effort; the alert itself matters
         return None
     return None
+
+
+def _smtp_email(ev: dict, tx) -> None:
+    """Suricata's `email` object (the message's From/To/Cc/Subject, the parse status, attachment names) and
+    `files` (each attachment of the mail) on an alert about an SMTP transaction."""
+    try:
+        email: dict = {}
+        if tx.mime_status:
+            email["status"] = tx.mime_status
+        frm = tx.header(b"from")
+        if frm is not None:
+            email["from"] = _text(frm)
+        for name, key in ((b"to", "to"), (b"cc", "cc")):
+            v = tx.header(name)
+            if v:
+                email[key] = [_text(a.strip()) for a in v.split(b",")[:64] if a.strip()]
+        subject = tx.header(b"subject")
+        if subject is not None:
+            email["subject"] = _text(subject)
+        if tx.attachments:
+            email["attachment"] = [_text(a) for a in tx.attachments[:64]]
+        if email:
+            ev["email"] = email
+        if tx.files:
+            ev["files"] = [{"filename": _text(f.name), "gaps": False, "state": "CLOSED" if f.closed else "OPEN",
+                            "stored": False, "size": f.size, "tx_id": tx.tx_id} for f in tx.files[:64]]
+    except Exception:  # noqa: BLE001 - metadata is best effort; the alert itself matters
+        return
 
 
 def build_ids_stage(config, rule_files, ips: bool = False) -> IdsStage:
