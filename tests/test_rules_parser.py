@@ -554,3 +554,16 @@ def test_requires_unmet_or_malformed_names_the_requirement(requires, reason):
     with pytest.raises(RuleError) as e:
         parse_rule(f'alert tcp any any -> any any (asn1:oversize_length 10; requires: {requires}; sid:1;)')
     assert e.value.reason == reason
+
+
+def test_byte_extract_variable_stays_in_its_buffer():
+    # each buffer is evaluated on its own: a variable read in another buffer would leave the rule dead, so the
+    # rule is refused (Suricata shares them); the same buffer and its base64_data may read it
+    parse_rule('alert tcp any any -> any any (content:"a"; byte_extract:1,0,n,relative; '
+               'byte_test:1,>,n,0,relative; sid:1;)')
+    parse_rule('alert tcp any any -> any any (content:"a"; byte_extract:1,0,n,relative; base64_decode:relative; '
+               'base64_data; content:"x"; distance:n; sid:2;)')
+    for use in ('byte_test:1,>,n,0,relative;', 'content:"b"; distance:n;', 'isdataat:n,relative;'):
+        with pytest.raises(RuleError, match="'n' is used in http.header but extracted in another buffer"):
+            parse_rule('alert http any any -> any any (http.uri; content:"a"; byte_extract:1,0,n,relative; '
+                       f'http.header; content:"c"; {use} sid:3;)')

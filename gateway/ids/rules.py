@@ -20,6 +20,7 @@ from .header import HEADER_BUFFERS
 from .keywords import BUFFERS, KEYWORDS, MULTI_INSTANCE, TRANSFORMS
 from .model import (
     Base64Decode,
+    ByteExtract,
     ContentMatch,
     FastPattern,
     FlowMatch,
@@ -390,6 +391,27 @@ def parse_rule(text: str, variables: Variables | None = None, *, file: str = "",
         raise RuleError("rule nested too deeply", file, line, sid) from None
 
 
+_VAR_FIELDS = ("offset", "depth", "distance", "within", "nbytes", "value", "size")   # int or byte_extract name
+
+
+def _check_byte_vars(lists: list[MatchList]) -> None:
+    """A byte_extract variable is read only in the buffer it is extracted from (and that buffer's base64_data):
+    each buffer is evaluated on its own here, so a variable used elsewhere would leave the rule unable to match.
+    Suricata shares them across a rule's buffers; such a rule is refused rather than loaded dead."""
+    def walk(ml: MatchList, inherited: frozenset) -> None:
+        defined = set(inherited) | {m.name for m in ml.matches if isinstance(m, ByteExtract)}
+        for m in ml.matches:
+            for field in _VAR_FIELDS:
+                v = getattr(m, field, None)
+                if isinstance(v, str) and v not in defined:
+                    raise RuleError(f"byte_extract variable {v!r} is used in {ml.buffer} but extracted in another "
+                                    "buffer (not supported)")
+            if isinstance(m, Base64Decode):
+                walk(m.data, frozenset(defined))
+    for ml in lists:
+        walk(ml, frozenset())
+
+
 def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, line, text, classifications,
             transactional: bool = False) -> Rule:
     r = b.rule
@@ -399,6 +421,8 @@ def _finish(b: _Builder, action, proto, src, sport, dst, dport, bidir, file, lin
     lists = [ml for ml in b.lists.values() if ml.matches]
     if b.b64 is not None:
         _check_base64(b.b64, lists)
+    if b.byte_vars:
+        _check_byte_vars(lists)
     ip_protos, app_proto, stream = PROTOCOLS[proto]
     for app, keyword in b.app_needs:
         if app_proto is None:
