@@ -36,6 +36,21 @@ def handshake(client="10.10.0.10", server="198.18.0.10", cport=40000, sport=80, 
     ]
 
 
+def tcp_conversation(segments: list[tuple[bytes, bool]], client: str = "10.10.0.10", server: str = "198.18.0.10",
+                     cport: int = 40000, sport: int = 80, acks: bool = False) -> list[bytes]:
+    """A handshake, then each (payload, from_client) as one segment with correct sequence and ACK numbers; with
+    `acks`, the peer's pure ACK after each segment, as real stacks send it."""
+    pkts = [d for d, _ in handshake(client, server, cport, sport)]
+    seq = {True: 1001, False: 5001}
+    for payload, from_client in segments:
+        src, dst, sp, dp = (client, server, cport, sport) if from_client else (server, client, sport, cport)
+        pkts.append(tcp(src, dst, sp, dp, "PA", seq[from_client], seq[not from_client], payload))
+        seq[from_client] += len(payload)
+        if acks:
+            pkts.append(tcp(dst, src, dp, sp, "A", seq[not from_client], seq[from_client]))
+    return pkts
+
+
 class Recorder(Stage):
     """A stage that records what it was shown (stream bytes per direction, gaps)."""
 

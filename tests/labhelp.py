@@ -52,6 +52,18 @@ def make_lab(request) -> Lab:
     return the_lab
 
 
+def gateway_with_rules(lab: Lab, tmp_path_factory, name: str, rules: str):
+    """A module's `gw` fixture body: the inline gateway with base_config() and a signature set holding only
+    `rules` (as rules/<name>.rules); yields it ready and checks that it stops cleanly."""
+    sigs = tmp_path_factory.mktemp("signatures")
+    (sigs / "rules").mkdir()
+    (sigs / "rules" / f"{name}.rules").write_text(rules)
+    gw = lab.start_gateway(base_config(), signatures=str(sigs))
+    gw.wait_ready()
+    yield gw
+    assert gw.stop() == 0, gw.log()
+
+
 def base_config(**gateway) -> dict:
     """A small config of our own (independent of config/gateway.toml's evolution):
     lan -> wan allowed except TCP 445 (reject); medical may reach only wan :8080; the rest denied."""

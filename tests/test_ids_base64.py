@@ -14,7 +14,7 @@ from gateway.ids.match import compile_list, match_generic, match_list
 from gateway.ids.model import Base64Decode, RuleError
 from gateway.ids.rules import load_rules, parse_rule
 
-from .conftest import handshake, tcp
+from .conftest import tcp_conversation
 from .test_ids_engine import _hs_cache, alerts, inspector, run  # noqa: F401 - _hs_cache: a per-test cache
 
 # ------------------------------------------------------------------------------------------ the decoder
@@ -294,16 +294,7 @@ def _smtp_session(cport: int, body: bytes) -> list[bytes]:
             (b"250 ok\r\n", False), (b"DATA\r\n", True), (b"354 go\r\n", False),
             (b"Subject: x\r\nContent-Type: application/ms-tnef\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
              body + b"\r\n.\r\n", True), (b"250 ok\r\n", False)]
-    pkts = [d for d, _ in handshake(client, server, cport, 25)]
-    cseq, sseq = 1001, 5001
-    for payload, from_client in talk:
-        if from_client:
-            pkts.append(tcp(client, server, cport, 25, "PA", cseq, sseq, payload))
-            cseq += len(payload)
-        else:
-            pkts.append(tcp(server, client, 25, cport, "PA", sseq, cseq, payload))
-            sseq += len(payload)
-    return pkts
+    return tcp_conversation(talk, client, server, cport, 25)
 
 
 def test_et_outlook_tnef_rule_fires_on_smtp_payload(tmp_path):
@@ -353,11 +344,8 @@ ATTACKER, SERVER = "198.18.0.10", "10.10.0.20"       # inbound: the server is in
 
 def _exchange(cport: int, request: bytes) -> list[bytes]:
     """One HTTP request and its answer on a fresh connection from the attacker to the server's port 80."""
-    pkts = [d for d, _ in handshake(ATTACKER, SERVER, cport, 80)]
     response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-    pkts.append(tcp(ATTACKER, SERVER, cport, 80, "PA", 1001, 5001, request))
-    pkts.append(tcp(SERVER, ATTACKER, 80, cport, "PA", 5001, 1001 + len(request), response))
-    return pkts
+    return tcp_conversation([(request, True), (response, False)], ATTACKER, SERVER, cport, 80)
 
 
 def _post(uri: bytes, body: bytes) -> bytes:

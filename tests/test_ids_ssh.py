@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gateway.ids.rules import parse_rule
 
-from .conftest import handshake, tcp
+from .conftest import tcp_conversation
 from .test_applayer_ssh import kexinit, packet
 from .test_ids_engine import C, S, _hs_cache, alerts, inspector, run  # noqa: F401
 
@@ -26,16 +26,11 @@ ET_PUTTY = ('alert ssh $EXTERNAL_NET any -> $HOME_NET any (msg:"ET SCAN SSH Brut
 
 def session(client_says: list[bytes], server_says: list[bytes], client=C, server=S, cport=40000, sport=22):
     """Handshake, then the server's and the client's segments in turn (the server speaks first in SSH)."""
-    pkts = [d for d, _ in handshake(client, server, cport, sport)]
-    cseq, sseq = 1001, 5001
+    turns = []
     for i in range(max(len(client_says), len(server_says))):
-        if i < len(server_says):
-            pkts.append(tcp(server, client, sport, cport, "PA", sseq, cseq, server_says[i]))
-            sseq += len(server_says[i])
-        if i < len(client_says):
-            pkts.append(tcp(client, server, cport, sport, "PA", cseq, sseq, client_says[i]))
-            cseq += len(client_says[i])
-    return pkts
+        turns += [(seg[i], from_client) for seg, from_client in ((server_says, False), (client_says, True))
+                  if i < len(seg)]
+    return tcp_conversation(turns, client, server, cport, sport)
 
 
 def sids(events):

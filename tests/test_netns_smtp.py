@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.labhelp import base_config, make_lab, needs_lab
+from tests.labhelp import gateway_with_rules, make_lab, needs_lab
 
 pytestmark = [pytest.mark.netns, needs_lab]
 WAN = "198.18.0.10"
@@ -101,13 +101,7 @@ def lab(request):
 
 @pytest.fixture(scope="module")
 def gw(lab, tmp_path_factory):
-    sigs = tmp_path_factory.mktemp("signatures")
-    (sigs / "rules").mkdir()
-    (sigs / "rules" / "smtp-lab.rules").write_text(RULES)
-    the_gw = lab.start_gateway(base_config(), signatures=str(sigs))
-    the_gw.wait_ready()
-    yield the_gw
-    assert the_gw.stop() == 0, the_gw.log()
+    yield from gateway_with_rules(lab, tmp_path_factory, "smtp-lab", RULES)
 
 
 @pytest.fixture(scope="module")

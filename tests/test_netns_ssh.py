@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.labhelp import base_config, make_lab, needs_lab
+from tests.labhelp import gateway_with_rules, make_lab, needs_lab
 
 pytestmark = [pytest.mark.netns, needs_lab,
               pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client (openssh-client)")]
@@ -74,13 +74,7 @@ def lab(request):
 
 @pytest.fixture(scope="module")
 def gw(lab, tmp_path_factory):
-    sigs = tmp_path_factory.mktemp("signatures")
-    (sigs / "rules").mkdir()
-    (sigs / "rules" / "ssh-lab.rules").write_text(RULES)
-    the_gw = lab.start_gateway(base_config(), signatures=str(sigs))
-    the_gw.wait_ready()
-    yield the_gw
-    assert the_gw.stop() == 0, the_gw.log()
+    yield from gateway_with_rules(lab, tmp_path_factory, "ssh-lab", RULES)
 
 
 def _server(lab, port: int, banner: str, log) -> None:

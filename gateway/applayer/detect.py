@@ -153,6 +153,10 @@ def _dcerpc(data: bytes) -> bool | None:
     return data[6] == 0 and data[7] == 0 and frag_len >= 16
 
 
+# protocols told by a fixed header either side may send first: (name, check returning True / False / None = wait)
+_HEADER_PROTOS = (("ssh", _ssh), ("smb", _smb), ("dcerpc", _dcerpc))
+
+
 def _banner_220(data: bytes) -> bool | None:
     if not data:
         return None
@@ -183,19 +187,12 @@ def detect(to_server: bytes = b"", to_client: bytes = b"", transport: str = "tcp
     r = _http_response(to_client)
     if r:
         return "http"
-    for data in (to_server, to_client):
-        r = _ssh(data)
-        if r:
-            return "ssh"
-        undecided |= r is None
-        r = _smb(data)
-        if r:
-            return "smb"
-        undecided |= r is None and bool(data)
-        r = _dcerpc(data)
-        if r:
-            return "dcerpc"
-        undecided |= r is None and bool(data)
+    for name, check in _HEADER_PROTOS:
+        for data in (to_server, to_client):
+            r = check(data)
+            if r:
+                return name
+            undecided |= r is None and bool(data)
 
     banner = _banner_220(to_client)
     if banner:

@@ -611,11 +611,7 @@ class SmtpParser:
                     self._line_too_long(to_server)
                     return (line, b"", len(buf)), len(buf)
                 return None, pos
-            end = nl
-            eol = b"\n"
-            if end > pos and buf[end - 1] == 0x0D:
-                end -= 1
-                eol = b"\r\n"
+            end, eol = _text_end(buf, pos, nl)
             if end - pos > self.limits.max_line:
                 self._line_too_long(to_server)
                 return (bytes(buf[pos:pos + self.limits.max_line]), eol, nl + 1), nl + 1
@@ -751,11 +747,7 @@ class SmtpParser:
                 self.line_start = False
                 pos = cut
                 break
-            end = nl
-            eol = b"\n"
-            if end > pos and buf[end - 1] == 0x0D:
-                end -= 1
-                eol = b"\r\n"
+            end, eol = _text_end(buf, pos, nl)
             text = bytes(buf[pos:end])
             pos = nl + 1
             if self.line_start:
@@ -796,11 +788,7 @@ class SmtpParser:
                     mime.line(chunk[start:], b"", not self.line_start)
                     self.line_start = False
                     break
-                end = nl
-                eol = b"\n"
-                if end > start and chunk[end - 1] == 0x0D:
-                    end -= 1
-                    eol = b"\r\n"
+                end, eol = _text_end(chunk, start, nl)
                 mime.line(chunk[start:end], eol, not self.line_start)
                 self.line_start = True
                 start = nl + 1
@@ -906,6 +894,13 @@ class SmtpParser:
         if out:
             self.reoffer = []
         return out
+
+
+def _text_end(buf, start: int, nl: int) -> tuple[int, bytes]:
+    """(where the text of the line ending at the LF at `nl` stops, its terminator): CRLF or a bare LF."""
+    if nl > start and buf[nl - 1] == 0x0D:
+        return nl - 1, b"\r\n"
+    return nl, b"\n"
 
 
 def _param(line: bytes, prefix: int) -> bytes:
