@@ -20,6 +20,7 @@ threshold/detection_filter counters live here, each bounded (oldest entry evicte
 from __future__ import annotations
 
 from collections import OrderedDict
+from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 
@@ -58,6 +59,10 @@ _NO_PORT = 65536                                    # a port no rule names: not 
 MAX_THRESHOLD_ENTRIES = 65536
 
 
+def _NO_KINDS(versions) -> tuple:
+    return ()
+
+
 class _CRule:
     """A rule plus what the engine precomputes for it."""
 
@@ -86,6 +91,7 @@ class _CRule:
         "stream_mode",
         "tx_dir",
         "tx_lists",
+        "version_sig",
         "window_ok",
         "writes_bits",
     )
@@ -116,6 +122,8 @@ class _CRule:
         # (app-layer events can appear without any buffer changing: not memoisable either)
         self.kinds = tuple(sorted(kinds)) if rule.tls_version is None and not rule.app_events and \
             not rule.tx_ints and not rule.file_hashes else None
+        # versions (_tx_versions) -> the signature of those kinds: one value for one kind, else a tuple
+        self.version_sig = None if self.kinds is None else itemgetter(*self.kinds) if self.kinds else _NO_KINDS
         # the direction a transaction rule is inspected in (Suricata registers it with the app-layer
         # inspection engines of that direction): to_client if any buffer only exists there, to_server if
         # every buffer is a request one, else the flow keyword's (None: both)
@@ -590,7 +598,7 @@ class DetectionEngine:
 
     # ------------------------------------------------------------------ per packet
     def inspect(self, pkt, flow, to_server: bool, pkt_data: bytes, txs, established: bool | None = None,
-                stream_tail: bytes = b"") -> list[Match]:
+                stream_tail: bytes = b"", state: FlowIdsState | None = None) -> list[Match]:
         """Rules matching this packet. `pkt_data` is the payload / stream bytes to inspect; `txs` is a list of
         (app, tx) the app-layer stage updated on this packet; `established` is the flow state as the packet
         found it (see flow_state); `stream_tail` the stream bytes just before pkt_data (at most STREAM_WINDOW):
@@ -598,10 +606,12 @@ class DetectionEngine:
         bytes of the tail + pkt_data and they fail on pkt_data alone; they match when they do not already match
         the tail alone. (Not caught: a fast pattern lying wholly in the tail before its last `lead` bytes while a
         later content completes now.) Returns matches in evaluation order, after flowbits/thresholds were
-        applied; a matching pass rule stops the evaluation."""
-        state = flow.state.get("ids")
+        applied; a matching pass rule stops the evaluation. `state` is the flow's FlowIdsState when the caller
+        holds it."""
         if state is None:
-            state = flow_state(flow)
+            state = flow.state.get("ids")
+            if state is None:
+                state = flow_state(flow)
         # what a packet of this flow direction meets (group, databases, no-fast-pattern rules) depends only on
         # its addresses and ports, which the flow fixes: worked out on its first packet
         route = state.routes[to_server]
@@ -728,16 +738,21 @@ class DetectionEngine:
                             # headers, hosts, user agents repeat from tx to tx: remembered scans (prefilter.py)
                             if get is not None and is_http:
                                 buf = get(tx)
-                                # kept for the candidate rules (what _buffers would build)
-                                bufcache[(txid, name, to_server)] = [buf] if buf else []
                                 if not buf:
-                                    continue
+                                    continue        # (a candidate rule reading it gets [] from _buffers)
+                                # kept for the candidate rules (what _buffers would build)
+                                bufcache[(txid, name, to_server)] = [buf]
                                 if transforms:
                                     buf = apply_transforms(buf, transforms)
-                                if type(buf) is bytes and pf.memo.get(buf) == ():
-                                    continue        # seen before with none of the patterns (most buffers)
-                                for tup in pf.scan_memo(buf, dport, sport):
-                                    hits.update(tup)
+                                try:
+                                    pids = pf.memo.get(buf)
+                                except TypeError:   # (a bytearray: not remembered, scanned each time)
+                                    pids = None
+                                if pids is None:
+                                    pids = pf.find_memo(buf)
+                                if pids:            # (most buffers were seen before with none of the patterns)
+                                    for tup in pf.rule_tuples(pids, dport, sport):
+                                        hits.update(tup)
                                 continue
                             for buf in self._prefilter_buffers(app, tx, name, to_server)[0]:
                                 if transforms:
@@ -828,8 +843,7 @@ class DetectionEngine:
                     if not cr.pkt_lists and cr.kinds is not None:
                         versions = txversions.get(id(tx))
                         if versions is not None:
-                            rk = cr.kinds
-                            sig = versions[rk[0]] if len(rk) == 1 else tuple([versions[k] for k in rk])
+                            sig = cr.version_sig(versions)
                             fmemo = txmemos[id(tx)]
                             if fmemo.get(-2 - i) == sig:
                                 continue        # failed on these very buffers before
@@ -1365,16 +1379,21 @@ def _tx_versions(app: str, tx, to_server: bool, defer: tuple[int, int] | None = 
     res = (len(tx.response_line), len(tx.response_headers))
     reqb, resb = len(tx.request_body), len(tx.response_body)
     # file names come with the first body byte (and multipart names once the request is complete)
-    files = (reqb > 0, len(tx.request_files), tx.request_complete) if to_server else \
-        (resb > 0, len(tx.response_headers))
+    if to_server:
+        nfiles = len(tx.request_files)
+        files = (reqb > 0, nfiles, tx.request_complete)
+    else:
+        files = (resb > 0, res[1])
     if defer is not None:
-        if reqb and not _body_due(tx, True, defer):
+        # _body_due, inlined (this runs for every HTTP packet)
+        if reqb and not (tx.request_complete or reqb >= defer[0]):
             reqb = 0
-        if resb and not _body_due(tx, False, defer):
+        if resb and not (tx.response_complete or resb >= defer[1]):
             resb = 0
     # file.data to_server becomes one buffer per file when a multipart upload is parsed: count that as growth
-    return (req, res, reqb, resb, req if to_server else res, reqb + len(tx.request_files) if to_server else resb,
-            files)
+    if to_server:
+        return (req, res, reqb, resb, req, reqb + nfiles, files)
+    return (req, res, reqb, resb, res, resb, files)
 
 
 def _smtp_due(tx) -> bool:

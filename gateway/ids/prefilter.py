@@ -96,7 +96,7 @@ class BufferPrefilter:
             not excepts else None
         self.port_keys = frozenset(p for _, by in self.targets if by for p in by) | \
             frozenset(p for v in excepts.values() for _, ex in v for p in ex)
-        self._merged: dict[tuple, list] = {}     # (dst port key, src port key) -> pid -> rule tuple (_targets)
+        self._merged: dict[tuple, list] = {}     # (dst port key, src port key) -> pid -> rule tuple (rule_tuples)
         self.patterns = tuple(ids)      # (pattern, nocase[, anchor])
         self.max_len = max((len(k[0]) for k in self.patterns), default=0)   # for incremental scans
         self.from_cache = False
@@ -169,27 +169,30 @@ class BufferPrefilter:
         if not data:
             return []
         hits = self._find(data)
-        return self._targets(hits, dport, sport) if hits else []
+        return self.rule_tuples(hits, dport, sport) if hits else []
 
     def scan_memo(self, data: bytes, dport: int = -1, sport: int = -1) -> list[tuple[int, ...]]:
         """scan() for buffers that repeat from transaction to transaction (method, host, user agent, header
         names, status line, SNI, ...): the patterns found in a buffer are remembered by its bytes, so a
         repeated buffer costs a dict lookup instead of a scan. Bounded: at most MEMO_ENTRIES buffers of at
         most MEMO_MAX_LEN bytes, forgotten all at once when full."""
-        memo = self.memo
-        try:
-            pids = memo.get(data)
-        except TypeError:           # a bytearray buffer: not hashable, scan it
-            return self.scan(data, dport, sport)
+        pids = self.memo.get(data) if type(data) is bytes else None
         if pids is None:
-            if not data:
-                return []
-            pids = tuple(self._find(data))
-            if len(data) <= MEMO_MAX_LEN:
-                if len(memo) >= MEMO_ENTRIES:
-                    memo.clear()
-                memo[data] = pids
-        return self._targets(pids, dport, sport) if pids else []
+            pids = self.find_memo(data)
+        return self.rule_tuples(pids, dport, sport) if pids else []
+
+    def find_memo(self, data) -> tuple[int, ...]:
+        """The ids of the patterns in data, scanned and remembered (scan_memo) when data is bytes of at most
+        MEMO_MAX_LEN; a bytearray is scanned each time (not hashable)."""
+        if not data:
+            return ()
+        pids = tuple(self._find(data))
+        if len(data) <= MEMO_MAX_LEN and type(data) is bytes:
+            memo = self.memo
+            if len(memo) >= MEMO_ENTRIES:
+                memo.clear()
+            memo[data] = pids
+        return pids
 
     def _find(self, data: bytes) -> list[int]:
         """The ids of the patterns present in data (a list reused by the next call)."""
@@ -213,7 +216,8 @@ class BufferPrefilter:
             db.scan(data, self._on_match)
         return hits
 
-    def _targets(self, pids, dport: int, sport: int) -> list[tuple[int, ...]]:
+    def rule_tuples(self, pids, dport: int, sport: int) -> list[tuple[int, ...]]:
+        """The rule-index tuples of these pattern ids (from _find / find_memo) for a packet between these ports."""
         if self._any_only is not None:
             any_only = self._any_only
             return [any_only[pid] for pid in pids]

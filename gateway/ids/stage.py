@@ -29,6 +29,10 @@ _ACTION_VERDICT = {"drop": Verdict.DROP, "reject": Verdict.REJECT}
 _FLOW_STATE_APPS = ("tls", "ssh")   # one session per flow, logged with any alert on the flow (not per transaction)
 
 
+# the TCP states in which a packet counts as established for the next one (see on_packet)
+_ESTABLISHED_STATES = frozenset((TCP_ESTABLISHED, TCP_CLOSING))
+
+
 class IdsStage(Stage):
     name = "ids"
 
@@ -48,53 +52,62 @@ class IdsStage(Stage):
 
     def on_packet(self, ctx: PacketContext) -> None:
         flow = ctx.flow
-        st = flow.state.get("ids")
+        fstate = flow.state
+        st = fstate.get("ids")
         if st is None:
-            st = flow.state["ids"] = FlowIdsState()
+            st = fstate["ids"] = FlowIdsState()
         elif st.passed or st.dropped:
             return
         pkt = ctx.pkt
+        streams = False
         # flow:established as Suricata sees it: the state the packet FOUND (its flags are set at flow lookup, before
         # the TCP state machine runs), so the handshake's last ACK is not yet established and a FIN still is
         if pkt.proto == PROTO_TCP:
             established = st.est
-            st.est = flow.tcp_state == TCP_ESTABLISHED or flow.tcp_state == TCP_CLOSING
+            st.est = flow.tcp_state in _ESTABLISHED_STATES
             if flow.streams is not None:
                 # reassembled bytes (data on a SYN, TCP Fast Open, is the stream's first: stream.py)
+                streams = True
                 data = ctx.stream_data
             else:
                 data = pkt.payload
         else:
             established = st.est = flow.pkts_toserver > 0 and flow.pkts_toclient > 0
             data = pkt.payload
-        app = flow.state.get("applayer")
-        txs = app.updated if app is not None and app.ctx is ctx else ()
-        if data and app is not None and app.proto in ENCRYPTED_PROTOS and app.parser is not None and app.parser.done:
-            # Suricata's default encryption handling (TLS, SSH): no payload inspection of the encrypted records
-            data = b""
-        if not data and not txs:
-            # nothing to scan: only the rules without a fast pattern of this flow direction could match
-            route = st.routes[ctx.to_server]
-            if route is not None and not route[3] and route[0] is self.engine:
-                return
-        tail = b""
-        if data and pkt.proto == PROTO_TCP and flow.streams is not None and self.engine.window_rules and \
-                ctx.stream_data:
-            # the stream bytes before these (none after a gap), for content split over segments
+        app = fstate.get("applayer")
+        if app is None:
+            txs = ()
+        else:
+            txs = app.updated if app.ctx is ctx else ()
+            if data and app.proto in ENCRYPTED_PROTOS and app.parser is not None and app.parser.done:
+                # Suricata's default encryption handling (TLS, SSH): no payload inspection of the encrypted records
+                data = b""
+        engine = self.engine
+        if not data:
+            if not txs:
+                # nothing to scan: only the rules without a fast pattern of this flow direction could match
+                route = st.routes[ctx.to_server]
+                if route is not None and not route[3] and route[0] is engine:
+                    return
+            tail = b""
+        elif streams and engine.window_rules:
+            # the stream bytes before these (none after a gap), for content split over segments (data is
+            # ctx.stream_data here)
             tails = st.tails
             d = 0 if ctx.to_server else 1
             tail = b"" if ctx.stream_gap else tails[d]
             tails[d] = data[-STREAM_WINDOW:] if len(data) >= STREAM_WINDOW or not tail else \
                 tail[len(data) - STREAM_WINDOW:] + data
+        else:
+            tail = b""
         try:
-            matches = self.engine.inspect(pkt, flow, ctx.to_server, data, txs, established, tail)
+            matches = engine.inspect(pkt, flow, ctx.to_server, data, txs, established, tail, st)
         except Exception as e:  # noqa: BLE001 - detection must never take the worker down
             self.errors += 1
             self.last_error = f"{type(e).__name__}: {e}"
             return
-        if not matches:
-            return
-        self._apply(ctx, st, matches)
+        if matches:
+            self._apply(ctx, st, matches)
 
     def _apply(self, ctx: PacketContext, st, matches) -> None:
         """Suricata's PacketAlertFinalize: the matches come in action order (engine.py); drop/reject mark the

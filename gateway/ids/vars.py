@@ -50,6 +50,7 @@ DEFAULT_PORT_VARS: dict[str, str] = {
 }
 
 _V4_MAX = (1 << 32) - 1
+_SEEN_MAX = 4096           # AddressGroup.contains: addresses remembered per group, forgotten all at once
 _V6_MAX = (1 << 128) - 1
 _MAX_DEPTH = 16          # variable nesting bound (also stops reference loops)
 _MAX_ITEMS = 4096        # items in one expanded group
@@ -114,14 +115,23 @@ class AddressGroup:
         object.__setattr__(self, "_v4_hi", [hi.to_bytes(4, "big") for _, hi in self.v4])
         object.__setattr__(self, "_v6_lo", [lo.to_bytes(16, "big") for lo, _ in self.v6])
         object.__setattr__(self, "_v6_hi", [hi.to_bytes(16, "big") for _, hi in self.v6])
+        # addr -> contained: a flow's addresses are asked about by every candidate rule of its packets
+        object.__setattr__(self, "_seen", {})
 
     def contains(self, addr: bytes) -> bool:
-        if len(addr) == 4:
-            los, his = self._v4_lo, self._v4_hi
-        else:
-            los, his = self._v6_lo, self._v6_hi
-        i = bisect.bisect_right(los, addr) - 1
-        return i >= 0 and addr <= his[i]
+        seen = self._seen
+        ok = seen.get(addr)
+        if ok is None:
+            if len(addr) == 4:
+                los, his = self._v4_lo, self._v4_hi
+            else:
+                los, his = self._v6_lo, self._v6_hi
+            i = bisect.bisect_right(los, addr) - 1
+            ok = i >= 0 and addr <= his[i]
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            seen[addr] = ok
+        return ok
 
     def contains_ip(self, ip: str) -> bool:
         return self.contains(ipaddress.ip_address(ip).packed)
