@@ -50,7 +50,9 @@ DEFAULT_PORT_VARS: dict[str, str] = {
 }
 
 _V4_MAX = (1 << 32) - 1
-_SEEN_MAX = 4096           # AddressGroup.contains: addresses remembered per group, forgotten all at once
+# AddressGroup.contains: addresses remembered per group, forgotten all at once when full (ET Open has ~1,200
+# groups: at most ~12 MB in all)
+_SEEN_MAX = 128
 _V6_MAX = (1 << 128) - 1
 _MAX_DEPTH = 16          # variable nesting bound (also stops reference loops)
 _MAX_ITEMS = 4096        # items in one expanded group
