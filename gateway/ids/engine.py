@@ -55,6 +55,11 @@ MAX_XBITS = 65536
 MAX_ROUTES = 4096                                   # remembered routes (_route)
 EVAL_MEMO = 4096                                    # remembered transaction-rule answers (_tx_match_memo)
 EVAL_MEMO_LEN = 1024                                # ... for buffers up to this long (bodies are not)
+# buffers that differ between two requests even from one client to one site (the request line and what holds it,
+# message bodies): a rule reading one is evaluated without the memo (_CRule.memo_ok). Host, user agent, headers,
+# cookies, DNS names and certificates repeat, and stay memoised.
+_UNIQUE_BUFFERS = frozenset({"http.uri", "http.uri.raw", "http.request_line", "http.start", "http.request_body",
+                             "http.response_body", "file.data"})
 _NO_PORT = 65536                                    # a port no rule names: not a port key either way
 MAX_THRESHOLD_ENTRIES = 65536
 
@@ -176,8 +181,11 @@ class _CRule:
         # _tx_match's answer depends on the rule's buffers alone: no payload, no uri length (it may read a
         # buffer the rule does not name), nothing kinds cannot describe (tls version, events, integers,
         # hashes), not per file
+        # ... and worth remembering: not when it reads a buffer that differs from request to request (the URI, the
+        # request line, ...), whose answers would only fill the memo
         self.memo_ok = bool(self.tx_lists) and not self.pkt_lists and rule.urilen is None and \
-            self.kinds is not None and not self.per_file
+            self.kinds is not None and not self.per_file and \
+            not any(ml.buffer in _UNIQUE_BUFFERS for ml, _ in self.tx_lists)
         # what _header tests, in one tuple: a candidate's check reads this one object instead of following the
         # rule to its flow keyword and groups (rule objects are cold in the cache by the time a packet needs
         # them); the rarely used conditions are one flag
@@ -538,6 +546,8 @@ class DetectionEngine:
                 grp.prefilters[key if d else _PKT_DATA_TO_CLIENT] = pf
             else:
                 app = fapp if fapp is not None else _APP_OF_BUFFER.get(name)
+                # (URIs and the like would only push the repeating buffers out of the scan memo)
+                pf.remember = name not in _UNIQUE_BUFFERS
                 grp.tx_prefilters.setdefault((app, d), []).append((name, tuple(transforms), pf,
                                                                    _version_kind(name)))
         compile_all(prefilters, cache_dir)
@@ -751,8 +761,7 @@ class DetectionEngine:
                                 if pids is None:
                                     pids = pf.find_memo(buf)
                                 if pids:            # (most buffers were seen before with none of the patterns)
-                                    for tup in pf.rule_tuples(pids, dport, sport):
-                                        hits.update(tup)
+                                    hits.update(*pf.rule_tuples(pids, dport, sport))
                                 continue
                             for buf in self._prefilter_buffers(app, tx, name, to_server)[0]:
                                 if transforms:

@@ -61,7 +61,7 @@ class BufferPrefilter:
     "|05|" of a DCERPC rule for port 135 hits nearly every packet, but is only a candidate on port 135)."""
 
     __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len", "_any_only",
-                 "_literals", "_any_nocase", "memo", "port_keys", "_merged", "excepts")
+                 "_literals", "_any_nocase", "memo", "port_keys", "_merged", "excepts", "remember")
 
     def __init__(self, entries: list[tuple], cache_dir: Path | None = None, build: bool = True):
         """entries: (pattern, nocase, rule_index[, ports[, anchor]]) with ports None (any), an iterable of port
@@ -108,6 +108,7 @@ class BufferPrefilter:
         if build:
             self.compile(cache_dir)
         self.memo: dict[bytes, tuple[int, ...]] = {}     # scan_memo: buffer -> pattern ids found in it
+        self.remember = True        # False: a buffer kind that seldom repeats (URIs), scanned without the memo
         hits: list[int] = []
         self._hits = hits
         append = hits.append
@@ -187,7 +188,7 @@ class BufferPrefilter:
         if not data:
             return ()
         pids = tuple(self._find(data))
-        if len(data) <= MEMO_MAX_LEN and type(data) is bytes:
+        if self.remember and len(data) <= MEMO_MAX_LEN and type(data) is bytes:
             memo = self.memo
             if len(memo) >= MEMO_ENTRIES:
                 memo.clear()
