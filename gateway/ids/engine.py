@@ -30,6 +30,8 @@ from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..stream import stream_events
 from .decoder_events import packet_events
 from .header import HEADER_BUFFERS, field_value, header_buffer
+from .header_group import GROUPED as HEADER_GROUPED
+from .header_group import HeaderGroup
 from .keywords import BUFFERS
 from .match import apply_transforms, match_list
 from .model import BufferSize, ContentMatch, IntCompare, Rule
@@ -253,6 +255,7 @@ class _Group:
     """The rules of one IP-protocol group."""
 
     __slots__ = (
+        "header_groups",
         "nofp_addr6",
         "nofp_any",
         "nofp_dst4",
@@ -275,6 +278,9 @@ class _Group:
         self.tx_prefilters: dict[tuple, list] = {}
         # (app, to_server) -> [(version kind, [(buffer name, transforms, prefilter)])]: scans reused per kind
         self.tx_kinds: dict[tuple, list] = {}
+        # to_server -> (HeaderGroup of the HTTP buffers that come from the header list alone, tx_kinds without
+        # them): for HttpTransaction updates
+        self.header_groups: dict[bool, tuple[HeaderGroup, list]] = {}
         self.nofp_any: list[int] = []
         self.nofp_port: dict[int, list[int]] = {}
         self.tx_nofp: dict[str, list[int]] = {}
@@ -432,6 +438,7 @@ class DetectionEngine:
         crs.sort(key=lambda c: c.order)
         for i, cr in enumerate(crs):
             cr.idx = i
+        _intern_headers(crs)
         self.rules = crs
         # Suricata's IDS-mode HTTP body inspection (http-body-inline: no): a body is looked at once it is
         # complete or has reached its minimal inspect size (request, response bytes); None: as it arrives, the
@@ -562,6 +569,14 @@ class DetectionEngine:
                         and name not in _HTTP_MULTI else None
                     kinds.setdefault(kind, []).append((name, transforms, pf, get))
                 grp.tx_kinds[(app, d)] = sorted(kinds.items())
+                if app == "http":
+                    grouped = [(kind, name, pf, get) for kind, bufs in kinds.items()
+                               for name, transforms, pf, get in bufs
+                               if name in HEADER_GROUPED and not transforms and get is not None]
+                    if grouped:
+                        rest = sorted((kind, [b for b in bufs if b[0] not in HEADER_GROUPED or b[1] or b[3] is None])
+                                      for kind, bufs in kinds.items())
+                        grp.header_groups[bool(d)] = (HeaderGroup(grouped, bool(d)), rest)
             grp.nofp_any.sort()
             for table in (grp.nofp_port, grp.nofp_sport, grp.nofp_src4, grp.nofp_dst4):
                 for lst in table.values():
@@ -680,6 +695,7 @@ class DetectionEngine:
                 versions = _tx_versions(app, tx, to_server, None if self.eof else self.body_defer)
                 txversions[id(tx)] = versions
                 kinds = grp.tx_kinds.get((app, to_server), ())
+                hgroup = None
                 memo = _EMPTY
                 if versions is not None:
                     # an HTTP transaction is updated by every body segment while its other buffers stay the same:
@@ -701,6 +717,11 @@ class DetectionEngine:
                         # inspection): the candidates of the last update
                         found = last[1]
                         kinds = ()
+                    elif type(tx) is HttpTransaction:
+                        hg = grp.header_groups.get(to_server)
+                        if hg is not None:
+                            hgroup, kinds = hg
+                            ghits = None
                 for kind, bufs in kinds:
                     sig = versions[kind] if versions is not None else None
                     prev = memo.get(kind)
@@ -743,6 +764,11 @@ class DetectionEngine:
                     else:
                         is_http = type(tx) is HttpTransaction
                         bufcache = self._bufcache
+                        if hgroup is not None and kind in hgroup.kinds:
+                            # the buffers that come from the header list alone: one remembered answer for all
+                            if ghits is None:
+                                ghits = hgroup.hits(tx, dport, sport, bufcache)
+                            hits.update(ghits[kind])
                         txid = id(tx)
                         for name, transforms, pf, get in bufs:
                             # headers, hosts, user agents repeat from tx to tx: remembered scans (prefilter.py)
@@ -805,13 +831,23 @@ class DetectionEngine:
         # IP-only rules: the first packet each way; every packet of a GRE carrier, for which Suricata sets up no
         # flow (DecodeGRE)
         first = (flow.pkts_toserver if to_server else flow.pkts_toclient) == 1 or pkt.proto == _PROTO_GRE
+        # _header's answers for this packet by header tuple (rules with equal headers share one: _intern_headers),
+        # for the headers without rare conditions (those depend on the rule itself and on flowbits)
+        hdr_ok: dict[int, bool] = {}
         for i in order:
             cr = rules[i]
             tl = tx_cands.get(i)
             scope = cr.flow_scope
             if tl is None:
-                if cr.is_tx or (cr.ip_only and not first) or \
-                        not self._header(cr, pkt, flow, to_server, state, established):
+                if cr.is_tx or (cr.ip_only and not first):
+                    continue
+                hdr = cr.hdr
+                ok = None if hdr[3] else hdr_ok.get(id(hdr))
+                if ok is None:
+                    ok = self._header(cr, pkt, flow, to_server, state, established)
+                    if not hdr[3]:
+                        hdr_ok[id(hdr)] = ok
+                if not ok:
                     continue
                 data = pkt_data
                 if cr.stream_mode is not None and pkt.proto == PROTO_TCP:
@@ -857,7 +893,15 @@ class DetectionEngine:
                             if fmemo.get(-2 - i) == sig:
                                 continue        # failed on these very buffers before
                     pending.append((app, tx, whole, fmemo, sig))
-                if not pending or not self._header(cr, pkt, flow, to_server, state, established):
+                if not pending:
+                    continue
+                hdr = cr.hdr
+                ok = None if hdr[3] else hdr_ok.get(id(hdr))
+                if ok is None:
+                    ok = self._header(cr, pkt, flow, to_server, state, established)
+                    if not hdr[3]:
+                        hdr_ok[id(hdr)] = ok
+                if not ok:
                     continue
                 matched = []
                 for app, tx, whole, fmemo, sig in pending:
@@ -1256,6 +1300,14 @@ class FlowIdsState:
 
 
 MAX_FLOWINTS = 256      # per flow: variables beyond this are not created
+
+
+def _intern_headers(crs: list[_CRule]) -> None:
+    """Rules with equal headers (most: `alert http $HOME_NET any -> $EXTERNAL_NET any (flow:established,to_server`)
+    share one header tuple, so inspect checks each distinct header once per packet."""
+    seen: dict[tuple, tuple] = {}
+    for cr in crs:
+        cr.hdr = seen.setdefault(cr.hdr, cr.hdr)
 
 
 def _addresses_ok(hdr: tuple, pkt, swapped: bool) -> bool:
