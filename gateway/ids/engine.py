@@ -789,11 +789,11 @@ class DetectionEngine:
                                 if pids:            # (most buffers were seen before with none of the patterns)
                                     hits.update(*pf.rule_tuples(pids, dport, sport))
                                 continue
-                            for buf in self._prefilter_buffers(app, tx, name, to_server)[0]:
+                            # (the multipart special case of _prefilter_buffers is a body's: not these kinds)
+                            for buf in self._buffers(app, tx, name, to_server):
                                 if transforms:
                                     buf = apply_transforms(buf, transforms)
-                                for tup in pf.scan_memo(buf, dport, sport):
-                                    hits.update(tup)
+                                hits.update(*pf.scan_memo(buf, dport, sport))
                     if versions is not None:
                         memo[kind] = (sig, hits or ())      # (most hit nothing: no set kept per kind and flow)
                     found.update(hits)

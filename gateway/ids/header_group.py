@@ -10,11 +10,14 @@ in the key for http.header_names).
 """
 from __future__ import annotations
 
+from operator import itemgetter
+
 # the buffers served from the header list alone (applayer/http.py: their getters read request_headers or
 # response_headers and nothing else)
 GROUPED = frozenset({"http.user_agent", "http.accept", "http.accept_enc", "http.accept_lang", "http.referer",
                      "http.connection", "http.content_type", "http.content_len", "http.header", "http.header_names",
                      "http.server", "http.location"})
+_NAME, _VALUE = itemgetter(0), itemgetter(1)
 MEMO_ENTRIES = 512          # header lists remembered per direction, forgotten all at once when full
 
 
@@ -41,9 +44,15 @@ class HeaderGroup:
         headers = tx.request_headers if to_server else tx.response_headers
         keys = self.port_keys
         skip = self.skip
-        # (the parser keeps each header as a [name, value] list)
+        # the names as sent and the values in order (the parser keeps each header as a [name, value] list), the
+        # cookie's value left out
+        values = headers.values()
+        vals = tuple(map(_VALUE, values))
+        if skip in headers:
+            i = tuple(headers).index(skip)
+            vals = vals[:i] + vals[i + 1:]
         key = (dport if dport in keys else None, -1 - sport if -1 - sport in keys else None,
-               *[(k, None) if k == skip else (v[0], v[1]) for k, v in headers.items()])
+               tuple(map(_NAME, values)), vals)
         try:
             found = self.memo.get(key)
         except TypeError:       # a value that is not bytes: not remembered
