@@ -208,3 +208,31 @@ def test_usable_cpus_follows_the_affinity_mask():
             "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); print(usable_cpus())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "1"
+
+
+def test_rules_naming_another_app_protocol_are_no_candidates():
+    # one pattern, four rules: any protocol (0), ftp (1), http (2), ftp for port 21 only (3)
+    pf = BufferPrefilter([(b"SITE", True, 0), (b"SITE", True, 1), (b"SITE", True, 2), (b"SITE", True, 3, [21])],
+                         cache_dir=None)
+    pf.set_apps({1: "ftp", 2: "http", 3: "ftp"}.get)
+
+    def found(app, dport=80):
+        return sorted(i for t in pf.scan(b"GET /site HTTP/1.1", dport, 40000, app) for i in t)
+    assert found(None) == [0, 1, 2]                 # protocol not known yet: every rule
+    assert found("http") == [0, 2]
+    assert found("ftp") == [0, 1]
+    assert found("ftp", 21) == [0, 1, 3]
+    assert found("http", 21) == [0, 2]
+    assert found("tls") == [0]
+
+
+def test_an_ftp_payload_rule_stays_quiet_on_http_and_fires_on_ftp(tmp_path):
+    rules = ('alert ftp any any -> any any (msg:"ftp site"; flow:to_server; content:"SITE"; nocase; sid:1;)\n'
+             'alert tcp any any -> any any (msg:"any site"; flow:to_server; content:"SITE"; nocase; sid:2;)\n')
+    insp, events, _ = inspector(tmp_path, rules)
+    run(insp, conversation([(b"GET /site HTTP/1.1\r\nHost: h\r\n\r\n", True)]))
+    assert sorted(a["alert"]["signature_id"] for a in alerts(events)) == [2]
+    events.clear()
+    run(insp, conversation([(b"220 ftp.example FTP ready\r\n", False), (b"SITE CHMOD 777 x\r\n", True)],
+                           cport=40001, sport=21))
+    assert sorted(a["alert"]["signature_id"] for a in alerts(events)) == [1, 2]

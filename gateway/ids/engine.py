@@ -558,6 +558,10 @@ class DetectionEngine:
                 grp.tx_prefilters.setdefault((app, d), []).append((name, tuple(transforms), pf,
                                                                    _version_kind(name)))
         compile_all(prefilters, cache_dir)
+        # payload databases: an `alert ftp` rule's pattern found on an HTTP flow makes no candidate (inspect)
+        for grp in self.groups.values():
+            for pf in list(grp.prefilters.values()) + list(grp.port_prefilters.values()):
+                pf.set_apps(lambda r: self.rules[r].hdr[0])
         self.compiled_from_cache = sum(pf.from_cache for pf in prefilters)
         for grp in self.groups.values():
             for (app, d), entries_ in grp.tx_prefilters.items():
@@ -664,7 +668,7 @@ class DetectionEngine:
                     before = self._pad
                 scan = before + pkt_data
             for pf, dport, sport in route[2]:
-                found = pf.scan(scan, dport, sport)
+                found = pf.scan(scan, dport, sport, flow.app_proto)
                 if found:
                     parts += found
             if stream_tail and parts:

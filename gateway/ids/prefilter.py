@@ -61,7 +61,7 @@ class BufferPrefilter:
     "|05|" of a DCERPC rule for port 135 hits nearly every packet, but is only a candidate on port 135)."""
 
     __slots__ = ("db", "targets", "patterns", "_hits", "_on_match", "from_cache", "max_len", "_any_only",
-                 "_literals", "_any_nocase", "memo", "port_keys", "_merged", "excepts", "remember")
+                 "_literals", "_any_nocase", "memo", "port_keys", "_merged", "excepts", "remember", "app_of")
 
     def __init__(self, entries: list[tuple], cache_dir: Path | None = None, build: bool = True):
         """entries: (pattern, nocase, rule_index[, ports[, anchor]]) with ports None (any), an iterable of port
@@ -109,6 +109,9 @@ class BufferPrefilter:
             self.compile(cache_dir)
         self.memo: dict[bytes, tuple[int, ...]] = {}     # scan_memo: buffer -> pattern ids found in it
         self.remember = True        # False: a buffer kind that seldom repeats (URIs), scanned without the memo
+        # rule index -> the app-layer protocol its header names (`alert ftp ...`), for the rules of a payload
+        # database that have one (set_apps): on a flow of another protocol they are no candidates
+        self.app_of: dict[int, str] = {}
         hits: list[int] = []
         self._hits = hits
         append = hits.append
@@ -165,12 +168,48 @@ class BufferPrefilter:
                 pass
         return db
 
-    def scan(self, data: bytes, dport: int = -1, sport: int = -1) -> list[tuple[int, ...]]:
-        """The rule-index tuples of every pattern present in data (each pattern at most once)."""
+    def scan(self, data: bytes, dport: int = -1, sport: int = -1, app: str | None = None) -> list[tuple[int, ...]]:
+        """The rule-index tuples of every pattern present in data (each pattern at most once); with `app` (the
+        flow's protocol, once known) without the rules that name another protocol (app_of)."""
         if not data:
             return []
         hits = self._find(data)
-        return self.rule_tuples(hits, dport, sport) if hits else []
+        if not hits:
+            return []
+        if app is not None and self.app_of:
+            return self._rule_tuples_for_app(hits, dport, sport, app)
+        return self.rule_tuples(hits, dport, sport)
+
+    def set_apps(self, app_of) -> None:
+        """Record which of this database's rules name an app-layer protocol (`app_of(rule index)` -> name or
+        None)."""
+        rules = {r for anyport, by_port in self.targets for r in anyport + tuple(
+            i for v in (by_port or {}).values() for i in v)}
+        rules.update(r for v in self.excepts.values() for r, _ in v)
+        self.app_of = {r: a for r in rules if (a := app_of(r)) is not None}
+        self._merged.clear()
+
+    def _rule_tuples_for_app(self, pids, dport: int, sport: int, app: str) -> list[tuple[int, ...]]:
+        """rule_tuples without the rules naming another app-layer protocol than `app`, remembered per port keys
+        and protocol."""
+        keys = self.port_keys
+        dk = dport if dport in keys else None
+        sk = -1 - sport if -1 - sport in keys else None
+        merged = self._merged.get((dk, sk, app))
+        if merged is None:
+            if len(self._merged) >= MEMO_ENTRIES:
+                self._merged.clear()
+            merged = self._merged[(dk, sk, app)] = [None] * len(self.targets)
+        out = []
+        app_of = self.app_of
+        for pid in pids:
+            t = merged[pid]
+            if t is None:
+                base = self.rule_tuples((pid,), dport, sport)
+                t = merged[pid] = tuple(r for r in base[0] if app_of.get(r, app) == app) if base else ()
+            if t:
+                out.append(t)
+        return out
 
     def scan_memo(self, data: bytes, dport: int = -1, sport: int = -1) -> list[tuple[int, ...]]:
         """scan() for buffers that repeat from transaction to transaction (method, host, user agent, header
