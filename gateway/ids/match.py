@@ -287,7 +287,10 @@ def _read_number(buf: bytes, pos: int, nbytes: int, endian: str, string: str | N
             return int(text, _BASES[string]) if text else None
         except (ValueError, UnicodeDecodeError):
             return None
-    return int.from_bytes(raw, "little" if endian in ("little", "dce") else "big")
+    return int.from_bytes(raw, "little" if endian in _LITTLE else "big")
+
+
+_LITTLE = ("little", "dce")
 
 
 def _apply_bitmask(val: int, mask: int | None) -> int:
@@ -299,23 +302,34 @@ def _apply_bitmask(val: int, mask: int | None) -> int:
 
 
 def _byte_test(m: ByteTest, buf: bytes, prev: int, st: _State) -> bool:
-    offset = _val(m.offset, st)
-    value = _val(m.value, st)
+    # literal offset, value and count, binary: the common case, read without the helpers' calls
+    offset, value, nbytes = m.offset, m.value, m.nbytes
+    if type(offset) is not int:
+        offset = _val(offset, st)
+    if type(value) is not int:
+        value = _val(value, st)
     if offset is None or value is None:
         return False
     pos = prev + offset if m.relative else offset
-    nbytes = _nbytes(m, st)
-    if nbytes is None:
-        return False
-    if m.string is not None and nbytes == 0:
-        end = pos
-        while end < len(buf) and 48 <= buf[end] <= 57:
-            end += 1
-        nbytes = end - pos
-    val = _read_number(buf, pos, nbytes, m.endian, m.string)
-    if val is None:
-        return False
-    val = _apply_bitmask(val, m.bitmask)
+    if type(nbytes) is not int:
+        nbytes = _nbytes(m, st)
+        if nbytes is None:
+            return False
+    if m.string is None:
+        if pos < 0 or nbytes < 0 or pos + nbytes > len(buf):
+            return False
+        val = int.from_bytes(buf[pos:pos + nbytes], "little" if m.endian in _LITTLE else "big")
+    else:
+        if nbytes == 0:
+            end = pos
+            while end < len(buf) and 48 <= buf[end] <= 57:
+                end += 1
+            nbytes = end - pos
+        val = _read_number(buf, pos, nbytes, m.endian, m.string)
+        if val is None:
+            return False
+    if m.bitmask:
+        val = _apply_bitmask(val, m.bitmask)
     op = m.operator
     if op == "<":
         ok = val < value
