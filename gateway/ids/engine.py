@@ -680,21 +680,23 @@ class DetectionEngine:
         if not parts and not txs:
             return []
         cands: set[int] = set()
-        for lst in parts:
-            cands.update(lst)
-        tx_cands: dict[int, list] = {}     # transaction rule candidates -> the (app, tx) to try
-        txversions: dict[int, tuple] = {}
+        if parts:
+            cands.update(*parts)
+        # (read-only empty ones unless the packet updated transactions)
+        tx_cands: dict[int, list] = _EMPTY      # transaction rule candidates -> the (app, tx) to try
+        txversions: dict[int, tuple] = _EMPTY
         # id(tx) -> the tx's memo in state.scans: its buffers' last scans (kind -> (version, hits)), the
         # candidates of its last update (-1), and the versions each rule i failed on (-2 - i)
-        txmemos: dict[int, dict] = {}
+        txmemos: dict[int, dict] = _EMPTY
         if txs:
+            tx_cands, txversions, txmemos = {}, {}, {}
             self._bufcache = {}
             scans = None
             dport, sport = pkt.dport, pkt.sport
             tx_dirs = self.tx_dirs
             for app, tx in txs:
                 pair = (app, tx)
-                found: set[int] = set(grp.tx_nofp.get(app, ()))
+                found = None        # the candidates: the last update's when nothing changed, else built below
                 whole = getattr(tx, "partial_of", None) or tx
                 versions = _tx_versions(app, tx, to_server, None if self.eof else self.body_defer)
                 txversions[id(tx)] = versions
@@ -726,6 +728,8 @@ class DetectionEngine:
                         if hg is not None:
                             hgroup, kinds = hg
                             ghits = None
+                if found is None:
+                    found = set(grp.tx_nofp.get(app, ()))
                 for kind, bufs in kinds:
                     sig = versions[kind] if versions is not None else None
                     prev = memo.get(kind)
