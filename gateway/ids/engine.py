@@ -884,7 +884,8 @@ class DetectionEngine:
                 # first drop the transactions this rule already alerted on, or failed on with the same
                 # buffers (Suricata's per-transaction detect state), then check the header once
                 txmem = state.tx
-                pending = []
+                matched = []
+                header_ok = False       # checked once, before the first transaction left to evaluate
                 for app, tx in (_per_file(tl, to_server) if cr.per_file else tl):
                     if cr.app is not None and cr.app != app:
                         continue
@@ -900,19 +901,16 @@ class DetectionEngine:
                             fmemo = txmemos[id(tx)]
                             if fmemo.get(-2 - i) == sig:
                                 continue        # failed on these very buffers before
-                    pending.append((app, tx, whole, fmemo, sig))
-                if not pending:
-                    continue
-                hdr = cr.hdr
-                ok = None if hdr[3] else hdr_ok.get(id(hdr))
-                if ok is None:
-                    ok = self._header(cr, pkt, flow, to_server, state, established)
-                    if not hdr[3]:
-                        hdr_ok[id(hdr)] = ok
-                if not ok:
-                    continue
-                matched = []
-                for app, tx, whole, fmemo, sig in pending:
+                    if not header_ok:
+                        hdr = cr.hdr
+                        ok = None if hdr[3] else hdr_ok.get(id(hdr))
+                        if ok is None:
+                            ok = self._header(cr, pkt, flow, to_server, state, established)
+                            if not hdr[3]:
+                                hdr_ok[id(hdr)] = ok
+                        if not ok:
+                            break
+                        header_ok = True
                     self.evaluated += 1
                     if not (self._tx_match_memo(cr, app, tx, to_server) if cr.memo_ok else
                             self._tx_match(cr, app, tx, to_server, pkt_data)):
