@@ -630,7 +630,7 @@ class DetectionEngine:
                 stream_tail: bytes = b"", state: FlowIdsState | None = None) -> list[Match]:
         """Rules matching this packet. `pkt_data` is the payload / stream bytes to inspect; `txs` is a list of
         (app, tx) the app-layer stage updated on this packet; `established` is the flow state as the packet
-        found it (see flow_state); `stream_tail` the stream bytes just before pkt_data (at most STREAM_WINDOW):
+        found it (see flow_state); `stream_tail` the stream bytes just before pkt_data (the last STREAM_WINDOW count):
         window rules (_window_ok) are tried on tail + pkt_data when their fast pattern lies in the last `lead`
         bytes of the tail + pkt_data and they fail on pkt_data alone; they match when they do not already match
         the tail alone. (Not caught: a fast pattern lying wholly in the tail before its last `lead` bytes while a
@@ -874,6 +874,7 @@ class DetectionEngine:
                             not (cr.window_ok == 2 or (cr.window_ok and i in seam_cands)):
                         continue
                     if window is None:
+                        stream_tail = stream_tail[-STREAM_WINDOW:]  # (the stage may hand a longer one: its last data)
                         window = stream_tail + pkt_data
                     if not _all_match(cr.pkt_lists, window) or _all_match(cr.pkt_lists, stream_tail):
                         continue

@@ -96,8 +96,8 @@ class IdsStage(Stage):
             tails = st.tails
             d = 0 if ctx.to_server else 1
             tail = b"" if ctx.stream_gap else tails[d]
-            tails[d] = data[-STREAM_WINDOW:] if len(data) >= STREAM_WINDOW or not tail else \
-                tail[len(data) - STREAM_WINDOW:] + data
+            # (a segment of at least STREAM_WINDOW bytes is kept whole, uncopied: inspect takes the window's worth)
+            tails[d] = data if len(data) >= STREAM_WINDOW or not tail else tail[len(data) - STREAM_WINDOW:] + data
         else:
             tail = b""
         try:
