@@ -649,7 +649,6 @@ class DetectionEngine:
         grp = route[1]
         if grp is None:
             return []
-        rules = self.rules
         parts: list = []                   # lists/tuples of candidate packet-rule indexes
         window = None
         seam_cands = ()
@@ -821,7 +820,7 @@ class DetectionEngine:
             for i in [i for i in cands if is_tx[i]]:
                 cands.discard(i)
                 if txs:
-                    cr = rules[i]
+                    cr = self.rules[i]
                     tl = tx_cands.setdefault(i, [])
                     for pair in txs:
                         if (cr.app is None or cr.app == pair[0]) and pair not in tl:
@@ -831,6 +830,7 @@ class DetectionEngine:
         if tx_cands:
             cands.update(tx_cands)
         order = sorted(cands)
+        rules = self.rules
         if established is None:
             established = _established(flow)
         out: list[Match] = []

@@ -59,19 +59,16 @@ class IdsStage(Stage):
         elif st.passed or st.dropped:
             return
         pkt = ctx.pkt
-        streams = False
         # flow:established as Suricata sees it: the state the packet FOUND (its flags are set at flow lookup, before
         # the TCP state machine runs), so the handshake's last ACK is not yet established and a FIN still is
         if pkt.proto == PROTO_TCP:
             established = st.est
             st.est = flow.tcp_state in _ESTABLISHED_STATES
-            if flow.streams is not None:
-                # reassembled bytes (data on a SYN, TCP Fast Open, is the stream's first: stream.py)
-                streams = True
-                data = ctx.stream_data
-            else:
-                data = pkt.payload
+            # reassembled bytes (data on a SYN, TCP Fast Open, is the stream's first: stream.py)
+            streams = flow.streams is not None
+            data = ctx.stream_data if streams else pkt.payload
         else:
+            streams = False
             established = st.est = flow.pkts_toserver > 0 and flow.pkts_toclient > 0
             data = pkt.payload
         app = fstate.get("applayer")
@@ -84,11 +81,10 @@ class IdsStage(Stage):
                 data = b""
         engine = self.engine
         if not data:
-            if not txs:
-                # nothing to scan: only the rules without a fast pattern of this flow direction could match
-                route = st.routes[ctx.to_server]
-                if route is not None and not route[3] and route[0] is engine:
-                    return
+            # nothing to scan and no transaction: only the rules without a fast pattern of this flow direction
+            # could match
+            if not txs and (route := st.routes[ctx.to_server]) is not None and not route[3] and route[0] is engine:
+                return
             tail = b""
         elif streams and engine.window_rules:
             # the stream bytes before these (none after a gap), for content split over segments (data is
