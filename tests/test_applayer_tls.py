@@ -8,7 +8,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.applayer.tls import TlsLimits, TlsParser, is_grease
+from gateway.applayer.tls import _BUFFERS, TlsLimits, TlsParser, TlsSession, buffer_getter, is_grease
 
 from .test_applayer_pcaputil import DATA, tcp_streams
 
@@ -49,6 +49,17 @@ def test_nul_byte_in_subject_is_kept():
     s, _ = session_of("tls-subject-zero.pcap")
     assert s.buffer("tls.cert_subject") == (b"C=US, ST=WA, L=Redmond, O=Microsoft Corporat\x00on, "
                                             b"OU=Microsoft Corporation, CN=go.microsoft.com")
+
+
+def test_buffer_getters_give_what_buffer_gives():
+    # the IDS prefilter reads single TLS buffers through buffer_getter; it must equal TlsSession.buffer
+    sessions = [session_of("tls-fingerprint-alert.pcap")[0], session_of("tls-ja3-bug-8336.pcap")[0], TlsSession()]
+    for keyword in _BUFFERS:
+        get = buffer_getter(keyword)
+        for s in sessions:
+            assert get(s) == s.buffer(keyword), keyword
+    assert buffer_getter("tls.certs") is None and buffer_getter("tls.nope") is None
+    assert buffer_getter("tls.sni")(sessions[0]) == b"www.google.com"
 
 
 def test_sslv2_hello_upgraded_to_tls():

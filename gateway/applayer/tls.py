@@ -191,6 +191,21 @@ _BUFFERS = {
 }
 
 
+def buffer_getter(keyword: str):
+    """TlsSession.buffer(keyword) as a plain `get(session) -> bytes | None`, for a caller that fetches one keyword
+    from many sessions (the IDS prefilter); None for the multi-buffer keywords and unknown ones."""
+    fn = _BUFFERS.get(keyword)
+    if fn is None:
+        return None
+
+    def get(s: TlsSession) -> bytes | None:
+        v = fn(s)
+        if not v:
+            return None
+        return v if isinstance(v, bytes) else v.encode()
+    return get
+
+
 class _Malformed(Exception):
     pass
 

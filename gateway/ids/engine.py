@@ -25,6 +25,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..applayer.http import HttpTransaction, buffer_getter
+from ..applayer.tls import TlsSession
+from ..applayer.tls import buffer_getter as tls_buffer_getter
 from ..flow import TCP_CLOSING, TCP_ESTABLISHED
 from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..stream import stream_events
@@ -62,6 +64,7 @@ EVAL_MEMO_LEN = 1024                                # ... for buffers up to this
 # cookies, DNS names and certificates repeat, and stay memoised.
 _UNIQUE_BUFFERS = frozenset({"http.uri", "http.uri.raw", "http.request_line", "http.start", "http.request_body",
                              "http.response_body", "file.data"})
+_GETTER_TX = frozenset({HttpTransaction, TlsSession})      # what the prefilter's buffer getters read
 _NO_PORT = 65536                                    # a port no rule names: not a port key either way
 MAX_THRESHOLD_ENTRIES = 65536
 
@@ -570,7 +573,7 @@ class DetectionEngine:
                     # the single HTTP header buffers come straight from their getters (what _buffers would
                     # build, without the dispatch)
                     get = buffer_getter(name, bool(d)) if app == "http" and kind not in _BODY_KINDS \
-                        and name not in _HTTP_MULTI else None
+                        and name not in _HTTP_MULTI else tls_buffer_getter(name) if app == "tls" else None
                     kinds.setdefault(kind, []).append((name, transforms, pf, get))
                 grp.tx_kinds[(app, d)] = sorted(kinds.items())
                 if app == "http":
@@ -769,7 +772,9 @@ class DetectionEngine:
                                 for tup in pf.scan(buf, dport, sport):
                                     hits.update(tup)
                     else:
-                        is_http = type(tx) is HttpTransaction
+                        # the kinds' getters serve whole HTTP transactions and TLS sessions (not a request line
+                        # view, nor a file)
+                        is_http = type(tx) in _GETTER_TX
                         bufcache = self._bufcache
                         if hgroup is not None and kind in hgroup.kinds:
                             # the buffers that come from the header list alone: one remembered answer for all
