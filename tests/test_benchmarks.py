@@ -213,3 +213,21 @@ def test_callgrind_dump_total_reads_summary_or_totals(tmp_path):
     assert dump_total(tmp_path / "a") == 1234 and dump_total(tmp_path / "b") == 99
     with pytest.raises(ValueError, match="no summary or totals"):
         dump_total(tmp_path / "c")
+
+
+def test_ids_bytecodes_counts_every_packet_kind(tmp_path):
+    from benchmarks import ids_bytecodes
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "t.rules").write_text(
+        'alert http any any -> any any (msg:"uri"; flow:to_server; http.uri; content:".php"; sid:1;)\n'
+        'alert dns any any -> any any (msg:"q"; dns.query; content:"example"; sid:2;)\n')
+    out = tmp_path / "bc.json"
+    assert ids_bytecodes.main(["--rules-dir", str(rules), "--conversations", "20", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["rules_loaded"] == 2 and res["bytecodes"] > 0
+    kinds = res["by_kind"]
+    assert {"http-c-data", "http-empty", "dns-q", "dns-a", "tls-c-data"} <= set(kinds)
+    assert sum(k["bytecodes"] for k in kinds.values()) == res["bytecodes"]
+    assert sum(k["packets"] for k in kinds.values()) <= res["packets"]     # the firewall may stop some first
+    assert res["by_function"][0]["function"].startswith("gateway/ids/")
