@@ -185,17 +185,24 @@ def test_ids_time_configs_reports_ratio_with_its_quartiles():
     assert 0 < q1 <= out["b_vs_a"] <= q3
 
 
+TINY_RULES = ('alert http any any -> any any (msg:"php id"; http.uri; content:".php?id="; sid:1;)\n'
+              'alert dns any any -> any any (msg:"q"; dns.query; content:"example"; sid:2;)\n')
+
+
+def _rules_dir(tmp_path, text: str):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "t.rules").write_text(text)
+    return rules
+
+
 @pytest.mark.skipif(bool(ids_instructions.missing_tools()),
                     reason="needs valgrind, callgrind_control and setarch (apt-get install valgrind)")
 def test_ids_instructions_counts_one_pass_per_configuration(tmp_path):
     """The callgrind measure on a tiny ruleset and trace: two dumps, rules-on counting more instructions than
     rules-off (the IDS stage runs on top of the same pipeline), and the JSON written."""
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "t.rules").write_text(
-        'alert http any any -> any any (msg:"php id"; http.uri; content:".php?id="; sid:1;)\n'
-        'alert dns any any -> any any (msg:"q"; dns.query; content:"example"; sid:2;)\n'
-        'alert tcp any any -> any any (msg:"raw"; flow:established; content:"|00 01 02 03|"; sid:3;)\n')
+    rules = _rules_dir(tmp_path, TINY_RULES + 'alert tcp any any -> any any (msg:"raw"; flow:established; '
+                                            'content:"|00 01 02 03|"; sid:3;)\n')
     out = tmp_path / "instr.json"
     assert ids_instructions.main(["--rules-dir", str(rules), "--conversations", "6", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
@@ -217,11 +224,7 @@ def test_callgrind_dump_total_reads_summary_or_totals(tmp_path):
 
 def test_ids_bytecodes_counts_every_packet_kind(tmp_path):
     from benchmarks import ids_bytecodes
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "t.rules").write_text(
-        'alert http any any -> any any (msg:"uri"; flow:to_server; http.uri; content:".php"; sid:1;)\n'
-        'alert dns any any -> any any (msg:"q"; dns.query; content:"example"; sid:2;)\n')
+    rules = _rules_dir(tmp_path, TINY_RULES)
     out = tmp_path / "bc.json"
     assert ids_bytecodes.main(["--rules-dir", str(rules), "--conversations", "20", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
